@@ -1,0 +1,3 @@
+"""logitfuse: logit datasets and model fusion (SFT + ULD + GLD) on Ray."""
+
+__version__ = "0.1.0"

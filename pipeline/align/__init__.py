@@ -1,0 +1,1 @@
+"""Align: vocabulary maps and character-offset sequence alignment."""

@@ -1,0 +1,1 @@
+"""Toy-scale fusion benchmark: task generators, source training, evaluation."""

@@ -1,0 +1,1 @@
+"""Capture: teacher-forced forward passes that write top-k logit shards."""

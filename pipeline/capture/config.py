@@ -1,0 +1,66 @@
+"""Capture job configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.config import JobConfig
+from pipeline.errors import ConfigError
+
+
+@dataclass
+class CaptureConfig(JobConfig):
+    """Settings of one capture run (one model). Fields marked *output* change what is written."""
+
+    input: str = ""  # JSONL / Parquet file, dataset folder, or Hub id
+    output: str = ""  # root folder; shards go to <output>/<name>/
+    model: str = ""  # local folder, Hub id, or tiny:<name> (built locally)
+    name: str | None = None  # folder name for this model (default: last part of `model`)
+    k: int = 10  # *output* top-k width; 0 = tokens and offsets only (the pivot's tokenisation)
+    codec: str = "lossless"  # *output* lossless | quantized
+    quant_step: float = 0.04  # *output* quantized codec step (max error step/2 + fp16 rounding of the anchor)
+    shard_size: int = 256  # *output* samples per shard (the shard plan)
+    max_length: int = 2048  # *output* tokens per sample, prompt included
+    overlength: str = "truncate"  # *output* truncate | skip | error
+    chat_template: str = "auto"  # *output* auto | always | none
+    append_eos: bool = True  # *output* plain rendering: the EOS token is a response target
+    device: str = "auto"  # auto | cpu | cuda
+    dtype: str = "auto"  # *output* auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
+    token_budget: int = 16384  # tokens (padded) per forward micro-batch
+    head_chunk: int = 2048  # positions per LM-head chunk
+    num_actors: int = 1  # actor pool size (one GPU each on GPU)
+    cpus_per_actor: float = 1.0  # fractional on small machines so read/tokenize tasks still run
+    torch_threads: int = 0  # 0 = every core of the node
+    limit: int | None = None  # first N samples of the plan only (smoke runs)
+    overwrite: bool = False  # replace a folder written with another configuration
+    ray_address: str | None = None  # join a cluster; default: RAY_ADDRESS or a local Ray
+    progress: bool = True
+
+    OUTPUT_KEYS = ("k", "codec", "quant_step", "shard_size", "max_length", "overlength", "chat_template",
+                   "append_eos", "dtype", "limit")
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the field at fault."""
+        for f in ("input", "output", "model"):
+            if not getattr(self, f):
+                raise ConfigError(f"capture: `{f}` is required")
+        checks = [
+            (self.k >= 0, "k must be >= 0"),
+            (self.codec in ("lossless", "quantized"), f"codec must be lossless or quantized, got {self.codec!r}"),
+            (0 < self.quant_step <= 1, "quant_step must be in (0, 1]"),
+            (self.shard_size >= 1, "shard_size must be >= 1"),
+            (self.max_length >= 2, "max_length must be >= 2"),
+            (self.overlength in ("truncate", "skip", "error"),
+             f"overlength must be truncate, skip or error, got {self.overlength!r}"),
+            (self.chat_template in ("auto", "always", "none"),
+             f"chat_template must be auto, always or none, got {self.chat_template!r}"),
+            (self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}"),
+            (self.token_budget >= 1, "token_budget must be >= 1"),
+            (self.head_chunk >= 1, "head_chunk must be >= 1"),
+            (self.num_actors >= 1, "num_actors must be >= 1"),
+            (self.cpus_per_actor > 0, "cpus_per_actor must be > 0"),
+            (self.limit is None or self.limit >= 1, "limit must be >= 1"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(f"capture: {msg}")

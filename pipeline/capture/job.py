@@ -1,0 +1,164 @@
+"""The capture driver: plan shards, run the Ray Data pipeline for the missing ones, write, finalise the manifest."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.capture.config import CaptureConfig
+from pipeline.capture.inputs import Sample, load_samples, plan_fingerprint
+from pipeline.capture.model import (load_tokenizer, model_fingerprint, resolve_device, resolve_dtype,
+                                    resolve_model_path, tokenizer_fingerprint)
+from pipeline.errors import ConfigError, ModelLoadError
+from pipeline.io.writer import ShardSetWriter
+from pipeline.ray_utils import unwrap_errors
+from schemas import logit_shard
+from schemas.manifest import Manifest
+
+
+def model_name(cfg: CaptureConfig) -> str:
+    """Folder name of this model's shards."""
+    if cfg.name:
+        return cfg.name
+    return cfg.model.removeprefix("tiny:").rstrip("/").split("/")[-1]
+
+
+def _vocab_size(cfg: CaptureConfig, tok) -> int:
+    from transformers import AutoConfig
+
+    try:
+        mc = AutoConfig.from_pretrained(resolve_model_path(cfg.model))
+    except Exception as e:
+        raise ModelLoadError(f"cannot load the model config of {cfg.model!r}: {e}") from None
+    return int(getattr(mc, "vocab_size", None) or len(tok))
+
+
+def _codec(cfg: CaptureConfig, vocab: int) -> dict | None:
+    if cfg.k == 0:
+        return None
+    from pipeline.capture.codec import CodecSpec
+
+    spec = CodecSpec(name=cfg.codec, k=cfg.k, vocab_size=vocab, step=cfg.quant_step)
+    spec.validate()
+    return {"name": spec.name, "k": spec.k, "vocab_size": spec.vocab_size, "step": spec.step,
+            "zstd_level": spec.zstd_level}
+
+
+def _plan_table(samples: list[Sample], shard_size: int, shards: list[int]) -> pa.Table:
+    idx = [i for s in shards for i in range(s * shard_size, min((s + 1) * shard_size, len(samples)))]
+    return pa.table({
+        "sample_index": pa.array(idx, pa.int64()),
+        "sample_id": [samples[i].id for i in idx],
+        "messages": [json.dumps(samples[i].messages, ensure_ascii=False) for i in idx],
+    })
+
+
+def run_capture(cfg: CaptureConfig) -> Manifest:
+    """Capture ``cfg.model`` over ``cfg.input``; resumes, and refuses a folder of another configuration."""
+    t0 = time.time()
+    samples = load_samples(cfg.input, cfg.limit)
+    tok = load_tokenizer(cfg.model)
+    vocab = _vocab_size(cfg, tok)
+    if cfg.k > vocab:
+        raise ConfigError(f"capture: k={cfg.k} is larger than the vocabulary of {cfg.model!r} ({vocab})")
+    device = resolve_device(cfg.device)
+    dtype = str(resolve_dtype(cfg.dtype, device)).removeprefix("torch.")
+    codec = _codec(cfg, vocab)
+    fps = {"model": model_fingerprint(cfg.model), "tokenizer": tokenizer_fingerprint(tok),
+           "plan": plan_fingerprint(samples)}
+    describe = {k: getattr(cfg, k) for k in CaptureConfig.OUTPUT_KEYS} | fps | {"dtype": dtype}
+    fingerprint = cfg.fingerprint(list(CaptureConfig.OUTPUT_KEYS)) + "-" + "-".join(fps.values()) + "-" + dtype
+    name = model_name(cfg)
+    out = Path(cfg.output) / name
+    writer = ShardSetWriter(out, fingerprint, describe, overwrite=cfg.overwrite)
+    n_shards = -(-len(samples) // cfg.shard_size)
+    missing = [i for i in range(n_shards) if writer.complete(i) is None]
+    extra = {"model": name, "model_fingerprint": fps["model"], "tokenizer_fingerprint": fps["tokenizer"],
+             "k": str(cfg.k), "dtype": dtype}
+    if codec:
+        from pipeline.capture.codec import CodecSpec
+
+        extra |= CodecSpec(**codec).to_metadata()
+    else:
+        extra |= {"codec": "none"}
+    schema = logit_shard.schema(extra)
+    pad = real = 0
+    if missing:
+        pad, real = _run_pipeline(cfg, samples, missing, writer, schema, codec, device, dtype)
+    counts = _counts(out, n_shards, writer)
+    stats = {"padding_fraction": pad / max(pad + real, 1), "seconds": round(time.time() - t0, 3),
+             "shards_computed": len(missing)}
+    manifest = Manifest(kind="logits", shard_schema=logit_shard.NAME, shard_schema_version=logit_shard.VERSION,
+                        name=name, config_fingerprint=fingerprint, shard_size=cfg.shard_size,
+                        num_samples=len(samples), plan_fingerprint=fps["plan"], shards=[],
+                        fingerprints=fps, codec=extra, counts=counts, stats=stats, config=cfg.to_dict())
+    return writer.finalize(manifest)
+
+
+def _counts(out: Path, n_shards: int, writer: ShardSetWriter) -> dict[str, int]:
+    import pyarrow.parquet as pq
+
+    counts = {"truncated": 0, "skipped": 0, "samples": 0}
+    for i in range(n_shards):
+        status = pq.read_table(out / f"part-{i:05d}.parquet", columns=["status"]).column("status")
+        counts["truncated"] += pc.sum(pc.equal(status, "truncated")).as_py() or 0
+        counts["skipped"] += pc.sum(pc.equal(status, "skipped")).as_py() or 0
+        counts["samples"] += len(status)
+    return counts
+
+
+def _run_pipeline(cfg, samples, missing, writer, schema, codec, device, dtype) -> tuple[int, int]:
+    import ray
+    from ray.data import ActorPoolStrategy
+    from tqdm import tqdm
+
+    from pipeline.capture.stages import ForwardTopK, encode_batch, tokenize_batch
+    from pipeline.ray_utils import ensure_ray, quiet_ray_data
+
+    ensure_ray(cfg.ray_address)
+    quiet_ray_data(progress=False)
+    # One block per shard, processed whole by every stage: a shard's micro-batches (and so every float in it)
+    # do not depend on which other shards this run computes, so a resumed run equals an uninterrupted one.
+    ds = ray.data.from_arrow([_plan_table(samples, cfg.shard_size, [i]) for i in missing])
+    ds = ds.map_batches(tokenize_batch, batch_size=None, batch_format="pyarrow", num_cpus=0.5, fn_kwargs=dict(
+        model=cfg.model, max_length=cfg.max_length, overlength=cfg.overlength, chat_template=cfg.chat_template,
+        append_eos=cfg.append_eos))
+    ds = ds.map_batches(ForwardTopK, batch_size=None, batch_format="pyarrow",
+                        compute=ActorPoolStrategy(size=cfg.num_actors),
+                        num_cpus=cfg.cpus_per_actor, num_gpus=1 if device == "cuda" else 0,
+                        fn_constructor_kwargs=dict(model=cfg.model, device=device, dtype=dtype, k=cfg.k,
+                                                   token_budget=cfg.token_budget, head_chunk=cfg.head_chunk,
+                                                   torch_threads=cfg.torch_threads))
+    ds = ds.map_batches(encode_batch, batch_size=None, batch_format="pyarrow", num_cpus=0.5,
+                        fn_kwargs=dict(codec=codec))
+    pad = real = 0
+    pending: list[pa.Table] = []
+    queue = list(missing)
+    want = _rows_in(queue[0], cfg.shard_size, len(samples))
+    have = 0
+    bar = tqdm(total=len(missing), desc=f"capture {writer.folder.name}", unit="shard", disable=not cfg.progress)
+    for batch in unwrap_errors(ds.iter_batches(batch_format="pyarrow", batch_size=None)):
+        pad += pc.sum(batch.column("pad_tokens")).as_py() or 0
+        real += pc.sum(batch.column("real_tokens")).as_py() or 0
+        while batch.num_rows:
+            take = min(want - have, batch.num_rows)
+            pending.append(batch.slice(0, take))
+            batch, have = batch.slice(take), have + take
+            if have == want:
+                table = pa.concat_tables(pending)
+                table = table.select(schema.names).cast(schema)
+                writer.write_shard(queue[0], table, tokens=pc.sum(table.column("n_positions")).as_py() or 0)
+                bar.update(1)
+                queue.pop(0)
+                pending, have = [], 0
+                want = _rows_in(queue[0], cfg.shard_size, len(samples)) if queue else 0
+    bar.close()
+    return pad, real
+
+
+def _rows_in(shard: int, size: int, n: int) -> int:
+    return min(size, n - shard * size)

@@ -1,0 +1,68 @@
+"""The ``logitfuse`` command line: one subcommand per job or tool, each in ``pipeline/commands/``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from pipeline.errors import LogitfuseError
+
+COMMANDS = {
+    "capture": ("Capture top-k logit shards of one model (Ray Data job).", "pipeline.commands.jobs"),
+    "align": ("Map a source vocabulary onto the pivot's and align its shards (Ray job).", "pipeline.commands.jobs"),
+    "train": ("Fuse sources into the pivot with SFT + ULD + GLD (Ray Train job).", "pipeline.commands.jobs"),
+    "inspect": ("Summarise a shard folder: samples, tokens, bytes/token, agreement, entropy; PNG histogram.",
+                "pipeline.commands.inspect"),
+    "validate": ("Check a shard folder: schema, manifest, checksums, row counts.", "pipeline.commands.validate"),
+    "publish": ("Stage shard sets as a Hugging Face dataset repo and upload it.", "pipeline.commands.publish"),
+    "submit": ("Submit a job to a Ray cluster through the Ray Jobs API.", "pipeline.commands.submit"),
+    "status": ("Status of a submitted job.", "pipeline.commands.submit"),
+    "logs": ("Logs of a submitted job.", "pipeline.commands.submit"),
+    "stop": ("Stop a submitted job.", "pipeline.commands.submit"),
+    "quickstart": ("The whole pipeline on tiny built-in models and data, on this machine.",
+                   "pipeline.commands.quickstart"),
+    "bench": ("Benchmarks that need the whole pipeline (`bench fusion`).", "pipeline.commands.bench"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every available subcommand."""
+    p = argparse.ArgumentParser(prog="logitfuse", description=(
+        "Logit datasets and model fusion on Ray: capture top-k logits of source LLMs into Parquet shards, align "
+        "them to a pivot's tokenizer, and fuse them into the pivot with SFT + ULD + GLD."))
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (help_text, module) in COMMANDS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name and e.name.startswith("pipeline.commands"):
+                continue  # not built yet
+            raise
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        mod.add_arguments(sp, name)
+        sp.set_defaults(_run=mod.run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``logitfuse`` script."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    if argv and argv[0] in ("capture", "align", "train"):  # the job parses its own CONFIG key=value list
+        from pipeline.commands.jobs import run_job
+
+        return run_job(argv[0], argv[1:])
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 1
+    try:
+        return args._run(args) or 0
+    except LogitfuseError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

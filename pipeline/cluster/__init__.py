@@ -1,0 +1,1 @@
+"""Submitting jobs to a Ray cluster through the Ray Jobs API."""

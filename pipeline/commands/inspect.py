@@ -1,0 +1,30 @@
+"""``logitfuse inspect DIR``: a summary table and a PNG histogram of a capture folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def add_arguments(p, name: str) -> None:
+    """DIR and options."""
+    p.add_argument("dir", help="a capture folder (holding manifest.json)")
+    p.add_argument("--png", help="where to write the histogram (default DIR/inspect.png)")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON line")
+
+
+def run(args) -> int:
+    """Print the summary; write the PNG."""
+    from pipeline.inspect import plot, summarize
+
+    s = summarize(args.dir)
+    png = plot(s, args.png or Path(args.dir) / "inspect.png") if len(s["_hist"][0]) else None
+    s.pop("_hist")
+    if args.json:
+        print(json.dumps(s))
+    else:
+        for k, v in s.items():
+            print(f"{k:>18}: {v:.4f}" if isinstance(v, float) else f"{k:>18}: {v}")
+        if png:
+            print(f"{'histogram':>18}: {png}")
+    return 0

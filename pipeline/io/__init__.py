@@ -1,0 +1,1 @@
+"""Shard files: atomic writer, manifest, reader."""

@@ -1,0 +1,123 @@
+"""Read shard sets through their manifest (never by listing the folder) and verify them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.errors import SchemaError, ShardError
+from pipeline.io.atomic import sha256_file
+from schemas import aligned_shard, logit_shard
+from schemas.common import metadata
+from schemas.manifest import Manifest
+
+_VALIDATORS = {logit_shard.NAME: logit_shard.validate, aligned_shard.NAME: aligned_shard.validate}
+
+
+class ShardSet:
+    """A complete shard set: ``manifest.json`` plus the shards it lists."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.manifest = Manifest.read(self.folder)
+
+    def __len__(self) -> int:
+        return len(self.manifest.shards)
+
+    def path(self, index: int) -> Path:
+        """Path of shard ``index``; ShardError when the file is gone."""
+        p = self.folder / self.manifest.shards[index].file
+        if not p.is_file():
+            raise ShardError(f"{p}: listed in the manifest but missing")
+        return p
+
+    def schema(self, index: int = 0) -> pa.Schema:
+        """Validated schema of shard ``index``."""
+        p = self.path(index)
+        try:
+            s = pq.read_schema(p)
+        except (pa.ArrowInvalid, OSError) as e:
+            raise ShardError(f"{p}: not a readable Parquet file ({e})") from None
+        _VALIDATORS[self.manifest.shard_schema](s, where=str(p))
+        return s
+
+    def codec(self):
+        """The codec spec the shards were written with (from the schema metadata)."""
+        from pipeline.capture.codec import CodecSpec
+
+        return CodecSpec.from_metadata(metadata(self.schema(0)))
+
+    def read(self, index: int, columns: list[str] | None = None) -> pa.Table:
+        """Shard ``index`` as one table (validated schema)."""
+        p = self.path(index)
+        self.schema(index)
+        try:
+            return pq.read_table(p, columns=columns)
+        except (pa.ArrowInvalid, OSError) as e:
+            raise ShardError(f"{p}: cannot be read ({e})") from None
+
+    def iter_batches(self, index: int, batch_rows: int = 64, columns: list[str] | None = None
+                     ) -> Iterator[pa.RecordBatch]:
+        """Stream shard ``index`` in row batches (bounded memory)."""
+        p = self.path(index)
+        self.schema(index)
+        try:
+            yield from pq.ParquetFile(p).iter_batches(batch_size=batch_rows, columns=columns)
+        except (pa.ArrowInvalid, OSError) as e:
+            raise ShardError(f"{p}: cannot be read ({e})") from None
+
+    def iter_rows(self, columns: list[str] | None = None) -> Iterator[dict]:
+        """Every row of every shard, in plan order, as Python dicts."""
+        for i in range(len(self)):
+            for batch in self.iter_batches(i, columns=columns):
+                yield from batch.to_pylist()
+
+
+def decode_topk(codec, row: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k ids ``[n, k]`` int32 and log-probs ``[n, k]`` float32 of one logit-shard row."""
+    from pipeline.capture.codec import decode
+
+    return decode(codec, row["topk_ids"], row["topk_logprobs"], row["n_positions"])
+
+
+def verify(folder: str | Path, checksums: bool = True) -> list[str]:
+    """Every problem found in a shard set, each naming its file; an empty list means valid."""
+    folder = Path(folder)
+    try:
+        shards = ShardSet(folder)
+    except ShardError as e:
+        return [str(e)]
+    problems: list[str] = []
+    m = shards.manifest
+    expected_shards = -(-m.num_samples // m.shard_size)
+    if len(m.shards) != expected_shards:
+        problems.append(f"{folder}/manifest.json: lists {len(m.shards)} shards, the plan has {expected_shards}")
+    for i, e in enumerate(m.shards):
+        p = folder / e.file
+        if not p.is_file():
+            problems.append(f"{p}: missing")
+            continue
+        size = p.stat().st_size
+        if size != e.bytes:
+            problems.append(f"{p}: {size} bytes, manifest says {e.bytes} (truncated or replaced)")
+            continue
+        if checksums and sha256_file(p) != e.sha256:
+            problems.append(f"{p}: sha256 mismatch (corrupted: a byte changed since it was written)")
+            continue
+        try:
+            pf = pq.ParquetFile(p)
+            _VALIDATORS[m.shard_schema](pf.schema_arrow, where=str(p))
+            rows = pf.metadata.num_rows
+        except (pa.ArrowInvalid, OSError, SchemaError) as err:
+            problems.append(f"{p}: {err}")
+            continue
+        want = min(m.shard_size, m.num_samples - i * m.shard_size)
+        if rows != e.rows or rows != want:
+            problems.append(f"{p}: {rows} rows, manifest says {e.rows}, plan says {want}")
+        if e.first_sample != i * m.shard_size:
+            problems.append(f"{p}: first sample {e.first_sample}, plan says {i * m.shard_size}")
+    return problems

@@ -1,0 +1,1 @@
+"""Publishing shard sets as Hugging Face Hub datasets."""

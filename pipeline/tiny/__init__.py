@@ -1,0 +1,1 @@
+"""Tiny tokenizers and models the project builds itself (no downloads)."""

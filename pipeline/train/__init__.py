@@ -1,0 +1,1 @@
+"""Train: Ray Train fusion loop, data loading and checkpoints."""

@@ -1,0 +1,1 @@
+"""Every artifact logitfuse writes, declared once with a name and version."""

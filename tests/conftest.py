@@ -1,0 +1,46 @@
+"""Shared fixtures: tiny models built once per machine (cached), one real local Ray per test session."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may be downloaded at run time
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """A real local Ray instance (not local_mode), started once; 2 CPUs so fractional actors leave room."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_records():
+    """60 deterministic prompt/response records (chat, arithmetic, brackets)."""
+    from pipeline.tiny.corpus import records
+
+    return records(60, seed=0)
+
+
+def write_jsonl(path, recs) -> str:
+    """Write records as JSONL; returns the path as str."""
+    with open(path, "w", encoding="utf-8") as f:
+        for r in recs:
+            f.write(json.dumps(r) + "\n")  # \u escapes: lone surrogates survive
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_jsonl(tmp_path_factory, tiny_records):
+    """The tiny records as a JSONL file."""
+    return write_jsonl(tmp_path_factory.mktemp("data") / "data.jsonl", tiny_records)
