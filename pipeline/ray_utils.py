@@ -29,26 +29,31 @@ def quiet_ray_data(progress: bool) -> None:
     ctx.execution_options.preserve_order = True  # rows reach the writer in plan order
 
 
-def unwrap_errors(iterable):
-    """Iterate, re-raising a logitfuse error raised inside a Ray task as itself, not as Ray's wrapper.
+def original_error(e: Exception) -> Exception:
+    """The logitfuse error a Ray task raised, rebuilt from Ray's wrapper; ``e`` itself when it is not one.
 
-    Ray Data keeps only the text of a user exception (``UserCodeException`` has no cause on the driver), so the
+    Ray keeps only the text of a user exception (``UserCodeException`` has no cause on the driver), so the
     original class and message are recovered from the formatted traceback text.
     """
     import re
 
     from pipeline import errors
 
+    if isinstance(e, errors.LogitfuseError):
+        return e
+    text = "\n".join(str(x) for x in (e, getattr(e, "cause", None)) if x is not None)
+    found = re.findall(r"pipeline\.errors\.(\w+): (.+)", text)
+    if found:
+        name, msg = found[-1]
+        cls = getattr(errors, name, None)
+        if isinstance(cls, type) and issubclass(cls, errors.LogitfuseError):
+            return cls(msg.strip())
+    return e
+
+
+def unwrap_errors(iterable):
+    """Iterate, re-raising a logitfuse error raised inside a Ray task as itself, not as Ray's wrapper."""
     try:
         yield from iterable
-    except errors.LogitfuseError:
-        raise
     except Exception as e:
-        text = "\n".join(str(x) for x in (e, getattr(e, "cause", None)) if x is not None)
-        found = re.findall(r"pipeline\.errors\.(\w+): (.+)", text)
-        if found:
-            name, msg = found[-1]
-            cls = getattr(errors, name, None)
-            if isinstance(cls, type) and issubclass(cls, errors.LogitfuseError):
-                raise cls(msg.strip()) from None
-        raise
+        raise original_error(e) from None

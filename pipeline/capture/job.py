@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ import pyarrow.compute as pc
 from pipeline.capture.config import CaptureConfig
 from pipeline.capture.inputs import Sample, load_samples, plan_fingerprint
 from pipeline.capture.model import (load_tokenizer, model_fingerprint, resolve_device, resolve_dtype,
-                                    resolve_model_path, tokenizer_fingerprint)
+                                    resolve_model_path, template_fingerprint, tokenizer_fingerprint)
 from pipeline.errors import ConfigError, ModelLoadError
 from pipeline.io.writer import ShardSetWriter
 from pipeline.ray_utils import unwrap_errors
@@ -69,9 +70,10 @@ def run_capture(cfg: CaptureConfig) -> Manifest:
     dtype = str(resolve_dtype(cfg.dtype, device)).removeprefix("torch.")
     codec = _codec(cfg, vocab)
     fps = {"model": model_fingerprint(cfg.model), "tokenizer": tokenizer_fingerprint(tok),
-           "plan": plan_fingerprint(samples)}
+           "chat_template": template_fingerprint(tok), "plan": plan_fingerprint(samples)}
     describe = {k: getattr(cfg, k) for k in CaptureConfig.OUTPUT_KEYS} | fps | {"dtype": dtype}
-    fingerprint = cfg.fingerprint(list(CaptureConfig.OUTPUT_KEYS)) + "-" + "-".join(fps.values()) + "-" + dtype
+    fingerprint = hashlib.sha256(json.dumps([cfg.fingerprint(list(CaptureConfig.OUTPUT_KEYS)), fps, dtype],
+                                            sort_keys=True).encode()).hexdigest()[:16]
     name = model_name(cfg)
     out = Path(cfg.output) / name
     writer = ShardSetWriter(out, fingerprint, describe, overwrite=cfg.overwrite)

@@ -82,7 +82,12 @@ def model_fingerprint(spec: str) -> str:
 
 
 def tokenizer_fingerprint(tok) -> str:
-    """Hash of the tokenizer's full definition (vocab, merges, normaliser, specials, chat template)."""
-    h = hashlib.sha256(tok.backend_tokenizer.to_str().encode())
-    h.update(json.dumps([getattr(tok, "chat_template", None), tok.eos_token, tok.bos_token]).encode())
-    return h.hexdigest()[:16]
+    """Hash of the tokenizer's definition (vocab, merges, normaliser, specials): the one align checks."""
+    from pipeline.align.canonical import tokenizer_fingerprint as canonical_fingerprint
+
+    return canonical_fingerprint(tok)
+
+
+def template_fingerprint(tok) -> str:
+    """Hash of the chat template (None when the tokenizer has none): it changes how samples render."""
+    return hashlib.sha256(json.dumps(getattr(tok, "chat_template", None)).encode()).hexdigest()[:16]

@@ -1,0 +1,32 @@
+"""Align job: ``python -m jobs.map_vocab CONFIG [key=value …]`` (also what `logitfuse submit align` runs).
+
+Builds each source's vocabulary map onto the pivot and writes ``<output>/aligned/<source>/`` shards on the pivot's
+shard plan; rerunning resumes from the complete shards.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from jobs._entry import main
+from pipeline.align.config import AlignConfig
+from pipeline.align.job import run_align
+
+
+def summary(manifests) -> None:
+    """Coverage and vocab-map method shares per source."""
+    for name, m in manifests.items():
+        shares = ", ".join(f"{k.removeprefix('map_')} {v:.1%}" for k, v in m.stats.items() if k.startswith("map_"))
+        print(f"aligned {name}: {m.counts['aligned']}/{m.counts['positions']} pivot positions "
+              f"(coverage {m.stats['coverage']:.1%}; 1:1 {m.counts.get('1:1', 0)}, 1:n {m.counts.get('1:n', 0)}, "
+              f"n:1 {m.counts.get('n:1', 0)}); vocab map: {shares}")
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """Run the job from command-line arguments."""
+    return main("Map source vocabularies onto the pivot's and align their logit shards to the pivot's positions.",
+                AlignConfig, run_align, argv=argv, summary=summary)
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
