@@ -81,7 +81,7 @@ def _from_dict(cls: type, data: dict, prefix: str = "") -> Any:
     names = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"unknown config key {prefix}{unknown[0]!r} for {cls.__name__}; "
+        raise ConfigError(f"unknown config key {prefix + unknown[0]!r} for {cls.__name__}; "
                           f"known keys: {', '.join(sorted(names))}")
     kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in data.items()}
     try:

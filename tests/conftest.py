@@ -44,3 +44,22 @@ def write_jsonl(path, recs) -> str:
 def tiny_jsonl(tmp_path_factory, tiny_records):
     """The tiny records as a JSONL file."""
     return write_jsonl(tmp_path_factory.mktemp("data") / "data.jsonl", tiny_records)
+
+
+@pytest.fixture(scope="session")
+def fusion_shards(ray_session, tiny_jsonl, tmp_path_factory):
+    """Pivot tokens (k=0) and two sources (k=6) captured and aligned once per session: the train job's input."""
+    from pipeline.align.config import AlignConfig, SourceSpec
+    from pipeline.align.job import run_align
+    from pipeline.capture.config import CaptureConfig
+    from pipeline.capture.job import run_capture
+
+    out = tmp_path_factory.mktemp("fusion")
+    for model, k in (("tiny-llama-pivot", 0), ("tiny-gpt2-bpe", 6), ("tiny-llama-sp", 6)):
+        run_capture(CaptureConfig.load(None, [f"input={tiny_jsonl}", f"output={out}", f"model=tiny:{model}",
+                                              f"k={k}", "shard_size=16", "progress=false"]))
+    run_align(AlignConfig(pivot=str(out / "tiny-llama-pivot"), pivot_model="tiny:tiny-llama-pivot",
+                          output=str(out), progress=False,
+                          sources=[SourceSpec(shards=str(out / m), model=f"tiny:{m}")
+                                   for m in ("tiny-gpt2-bpe", "tiny-llama-sp")]))
+    return out

@@ -1,0 +1,82 @@
+"""Train job configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pipeline.config import JobConfig
+from pipeline.errors import ConfigError
+from pipeline.losses.objective import LossConfig
+
+
+@dataclass
+class TrainSource:
+    """One source: its aligned shard folder and weight w_s (None: 1 / number of sources)."""
+
+    shards: str = ""  # <align output>/aligned/<source>
+    weight: float | None = None
+    name: str | None = None  # for metrics (default: the folder name)
+
+
+@dataclass
+class TrainConfig(JobConfig):
+    """Settings of one fusion run. The loss section is documented in pipeline/losses/objective.py."""
+
+    pivot_model: str = ""  # local folder, Hub id, or tiny:<name>
+    pivot_shards: str = ""  # the pivot's capture folder (its tokens; k may be 0)
+    sources: list[TrainSource] = field(default_factory=list)  # none: SFT only
+    output: str = ""  # runs go to <output>/<run_name>/
+    run_name: str = "fusion"  # rerunning the same name resumes from its latest checkpoint
+    loss: LossConfig = field(default_factory=LossConfig)
+    epochs: int = 1
+    max_steps: int | None = None  # stop early (counted over all epochs)
+    batch_size: int = 8  # samples per worker per step
+    lr: float = 5e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 10
+    schedule: str = "cosine"  # cosine | constant (after warm-up)
+    grad_clip: float = 1.0  # 0 disables
+    seed: int = 0
+    head_chunk: int = 1024  # positions per LM-head chunk (the loss never holds [B, T, V] at once)
+    checkpoint_every: int = 50  # steps
+    keep_checkpoints: int = 2
+    resume_from: str | None = None  # a checkpoint folder to start from (default: the run's latest)
+    force: bool = False  # resume even when the shards or the config changed
+    nan_policy: str = "error"  # error | skip: NaN/+inf in stored log-probs
+    num_workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    torch_threads: int = 0  # 0 = cores of the node / workers
+    ray_address: str | None = None
+    progress: bool = True
+
+    # fields that change the result: a resumed run must match them
+    RESULT_KEYS = ("pivot_model", "loss", "epochs", "max_steps", "batch_size", "lr", "weight_decay", "warmup_steps",
+                   "schedule", "grad_clip", "seed", "nan_policy", "num_workers")
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the field at fault."""
+        for f in ("pivot_model", "pivot_shards", "output"):
+            if not getattr(self, f):
+                raise ConfigError(f"train: `{f}` is required")
+        for i, s in enumerate(self.sources):
+            if not s.shards:
+                raise ConfigError(f"train: sources[{i}].shards is required")
+            if s.weight is not None and s.weight < 0:
+                raise ConfigError(f"train: sources[{i}].weight must be >= 0")
+        checks = [
+            (self.epochs >= 1, "epochs must be >= 1"), (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.lr > 0, "lr must be > 0"), (self.warmup_steps >= 0, "warmup_steps must be >= 0"),
+            (self.schedule in ("cosine", "constant"), f"schedule must be cosine or constant, got {self.schedule!r}"),
+            (self.checkpoint_every >= 1, "checkpoint_every must be >= 1"),
+            (self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
+            (self.nan_policy in ("error", "skip"), f"nan_policy must be error or skip, got {self.nan_policy!r}"),
+            (self.num_workers >= 1, "num_workers must be >= 1"), (self.head_chunk >= 1, "head_chunk must be >= 1"),
+            (self.max_steps is None or self.max_steps >= 1, "max_steps must be >= 1"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(f"train: {msg}")
+        self.loss.validate()
+        if self.sources and self.loss.lambda_uld == self.loss.lambda_gld == self.loss.lambda_kl == 0:
+            raise ConfigError("train: sources are given but loss.lambda_uld, lambda_gld and lambda_kl are all 0")

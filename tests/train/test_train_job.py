@@ -1,0 +1,120 @@
+"""The train job on a real local Ray Train: exact resume after SIGKILL, refusal of bad shards and NaN values."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+import yaml
+
+from pipeline.errors import ConfigError, ShardError, TrainError
+from pipeline.io.atomic import sha256_file
+from pipeline.train.config import TrainConfig
+from pipeline.train.job import run_train
+
+pytestmark = pytest.mark.ray
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def train_yaml(tmp_path, shards, sources=("tiny-gpt2-bpe", "tiny-llama-sp"), **extra) -> Path:
+    cfg = {"pivot_model": "tiny:tiny-llama-pivot", "pivot_shards": str(shards / "tiny-llama-pivot"),
+           "output": str(tmp_path / "runs"), "batch_size": 4, "max_steps": 8, "checkpoint_every": 2,
+           "progress": False, "sources": [{"shards": str(shards / "aligned" / s)} for s in sources]} | extra
+    path = tmp_path / f"train-{len(list(tmp_path.glob('train-*.yaml')))}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def weights(run_dir: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(run_dir / "model" / "model.safetensors")
+
+
+def test_sigkill_mid_run_then_rerun_gives_bitwise_equal_weights(fusion_shards, tmp_path):
+    cfg_path = train_yaml(tmp_path, fusion_shards, **{"loss": {"gld_space": "vocab", "lambda_kl": 0.2}})
+    clean = run_train(TrainConfig.load(cfg_path, ["run_name=clean"]))
+    assert clean["step"] == 8
+
+    run_dir = tmp_path / "runs" / "killed"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.Popen([sys.executable, "-m", "jobs.train_fusion", str(cfg_path), "run_name=killed"], cwd=ROOT,
+                            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if list(run_dir.glob("ray/checkpoint-0000004/state.json")):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "training finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (run_dir / "model").exists()
+
+    resumed = run_train(TrainConfig.load(cfg_path, ["run_name=killed"]))
+    assert resumed["step"] == 8
+    a, b = weights(tmp_path / "runs" / "clean"), weights(run_dir)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # bitwise, CPU, fixed seeds
+    steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 9))  # resumed steps are not logged twice
+    assert (run_dir / "loss_curves.png").stat().st_size > 1000
+
+
+def test_corrupted_or_missing_shard_stops_before_any_step(fusion_shards, tmp_path):
+    shards = tmp_path / "s"
+    shutil.copytree(fusion_shards, shards)
+    p = shards / "aligned" / "tiny-llama-sp" / "part-00002.parquet"
+    data = bytearray(p.read_bytes())
+    data[100] ^= 0xFF
+    p.write_bytes(bytes(data))
+    with pytest.raises(ShardError, match=r"tiny-llama-sp/part-00002.parquet: sha256 mismatch"):
+        run_train(TrainConfig.load(train_yaml(tmp_path, shards)))
+    (shards / "tiny-llama-pivot" / "part-00001.parquet").unlink()
+    with pytest.raises(ShardError, match=r"tiny-llama-pivot/part-00001.parquet: missing"):
+        run_train(TrainConfig.load(train_yaml(tmp_path, shards)))
+    assert not (tmp_path / "runs" / "fusion" / "metrics.jsonl").exists()
+
+
+def _poison(folder: Path, shard: int, row: int) -> str:
+    """Put a NaN into one stored log-prob and re-seal the manifest, as a buggy producer would."""
+    path = folder / f"part-{shard:05d}.parquet"
+    table = pq.read_table(path)
+    col = table.column("rank_logprobs").to_pylist()
+    col[row] = [float("nan")] + col[row][1:]
+    table = table.set_column(table.schema.get_field_index("rank_logprobs"), table.schema.field("rank_logprobs"),
+                             pa.array(col, table.schema.field("rank_logprobs").type))
+    pq.write_table(table, path)
+    m = json.loads((folder / "manifest.json").read_text())
+    m["shards"][shard] |= {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    (folder / "manifest.json").write_text(json.dumps(m))
+    return table.column("sample_id")[row].as_py()
+
+
+def test_nan_in_stored_logprobs_is_named_or_skipped(fusion_shards, tmp_path):
+    shards = tmp_path / "s"
+    shutil.copytree(fusion_shards, shards)
+    bad = [_poison(shards / "aligned" / "tiny-gpt2-bpe", s, 0) for s in range(4)]
+    with pytest.raises(TrainError, match=r"part-0000\d.parquet: sample '(%s)': NaN" % "|".join(bad)):
+        run_train(TrainConfig.load(train_yaml(tmp_path, shards), ["max_steps=4"]))
+    res = run_train(TrainConfig.load(train_yaml(tmp_path, shards), ["max_steps=4", "nan_policy=skip",
+                                                                     "run_name=skip"]))
+    lines = [json.loads(x) for x in (tmp_path / "runs" / "skip" / "metrics.jsonl").read_text().splitlines()]
+    assert res["step"] == 4 and sum(x["skipped_bad"] for x in lines) >= 1
+
+
+def test_sft_only_and_bad_settings(fusion_shards, tmp_path):
+    res = run_train(TrainConfig.load(train_yaml(tmp_path, fusion_shards, sources=()), ["max_steps=2"]))
+    assert res["step"] == 2 and set(res["last"]) >= {"sft", "loss"} and "uld" not in res["last"]
+    with pytest.raises(ConfigError, match="loss.gld_space must be one of"):
+        TrainConfig.load(train_yaml(tmp_path, fusion_shards), ["loss.gld_space=graph"])
+    with pytest.raises(ConfigError, match="unknown config key 'loss.lamda_gld'"):
+        TrainConfig.load(train_yaml(tmp_path, fusion_shards), ["loss.lamda_gld=1"])
+    with pytest.raises(ConfigError, match="lambda_uld, lambda_gld and lambda_kl are all 0"):
+        TrainConfig.load(train_yaml(tmp_path, fusion_shards), ["loss.lambda_uld=0", "loss.lambda_gld=0"])
