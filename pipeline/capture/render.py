@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pipeline.capture.inputs import Sample
 from pipeline.errors import ConfigError, InputError
 
-PLAIN_SEPARATOR = "\n"  # between prompt turns and the response when a tokenizer has no chat template
+TURN_SEPARATOR = "\n"  # between prompt turns when a tokenizer has no chat template; the response follows directly
 
 
 @dataclass
@@ -50,7 +50,7 @@ def render(tok, sample: Sample, use_template: bool) -> tuple[str, int]:
             raise InputError(f"sample {sample.id!r}: the chat template does not keep the response verbatim after "
                              f"the generation prompt; set chat_template=none to capture with plain concatenation")
         return text, len(prefix)
-    prefix = PLAIN_SEPARATOR.join(c for _, c in sample.messages[:-1]) + PLAIN_SEPARATOR
+    prefix = TURN_SEPARATOR.join(c for _, c in sample.messages[:-1])  # plain concatenation: prompt + response
     return prefix + resp, len(prefix)
 
 

@@ -59,10 +59,11 @@ def records(n: int, seed: int = 0) -> list[dict]:
             prompt, response = arithmetic(rng)
         else:
             prompt, response = dyck(rng)
-        out.append({"id": f"s{i:06d}", "prompt": prompt, "response": response})
+        # prompts end with a newline: without a chat template the response follows the prompt directly
+        out.append({"id": f"s{i:06d}", "prompt": prompt + "\n", "response": response})
     return out
 
 
 def text_lines(n: int, seed: int = 0) -> list[str]:
     """Training text for tokenizers: prompts and responses as plain lines."""
-    return [f"{r['prompt']} {r['response']}" for r in records(n, seed)]
+    return [f"{r['prompt']}{r['response']}" for r in records(n, seed)]

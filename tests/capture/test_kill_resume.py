@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_sigkill_then_rerun_equals_uninterrupted(ray_session, tiny_jsonl, tmp_path):
-    args = [f"input={tiny_jsonl}", "model=tiny:tiny-gpt2-bpe", "shard_size=2", "k=8", "progress=false"]
+    args = [f"input={tiny_jsonl}", "model=tiny:tiny-gpt2-bpe", "shard_size=1", "k=8", "progress=false"]
     clean = run_capture(CaptureConfig.load(None, args + [f"output={tmp_path / 'clean'}"]))
 
     out = tmp_path / "killed"
