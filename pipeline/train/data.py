@@ -1,8 +1,8 @@
 """Fusion training data: the pivot's token shards zipped by index with every source's aligned shards.
 
 Order is a pure function of (seed, epoch, rank): shards are permuted per epoch and dealt round-robin to workers,
-rows are permuted within a shard. Only one shard per set is in memory at a time, and a resumed run skips whole
-shards by their manifest row counts without reading them.
+rows are permuted within a shard. Only one shard per set is decoded at a time, list columns are sliced straight
+from the Arrow buffers as numpy views, and a resumed run skips whole shards by their manifest row counts.
 """
 
 from __future__ import annotations
@@ -13,14 +13,44 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
+import pyarrow as pa
 import torch
 
 from pipeline.errors import ShardError, TrainError
 from pipeline.io.reader import ShardSet, verify
 
-PIVOT_COLUMNS = ["sample_id", "status", "input_ids", "response_start", "n_positions"]
-SOURCE_COLUMNS = ["sample_id", "n_positions", "src_index", "rank_logprobs", "mapped_ids", "mapped_logprobs",
-                  "target_logprob"]
+PIVOT_COLUMNS = ["sample_id", "input_ids", "response_start", "n_positions"]
+SOURCE_COLUMNS = ["sample_id", "src_index", "mapped_ids", "target_logprob"]
+
+
+class _Lists:
+    """A list<…> column as one flat numpy array plus offsets: row r is ``flat[off[r]:off[r + 1]]``."""
+
+    def __init__(self, col: pa.ChunkedArray, dtype):
+        arr = col.combine_chunks()
+        self.off = arr.offsets.to_numpy()
+        self.flat = arr.values.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+
+    def __getitem__(self, r: int) -> np.ndarray:
+        return self.flat[self.off[r]:self.off[r + 1]]
+
+    def bad_rows(self) -> np.ndarray:
+        """Rows holding NaN or +inf."""
+        bad = np.isnan(self.flat) | np.isposinf(self.flat)
+        per_row = np.add.reduceat(bad, self.off[:-1]) if self.flat.size else np.zeros(len(self.off) - 1)
+        return (per_row > 0) & (np.diff(self.off) > 0)
+
+
+@dataclass
+class ShardRows:
+    """One shard of the pivot and of every source, decoded into numpy."""
+
+    where: str
+    sample_id: list[str]
+    input_ids: _Lists
+    response_start: np.ndarray
+    n_positions: np.ndarray
+    sources: list[dict]  # per source: src_index, logprobs (the column the loss reads), mapped_ids, target_logprob, bad
 
 
 class FusionData:
@@ -55,18 +85,36 @@ class FusionData:
         perm = np.random.default_rng([seed, epoch]).permutation(len(self.pivot))
         return [int(i) for i in perm[rank::world]]
 
-    def steps_per_epoch(self, batch_size: int, world: int, seed: int = 0) -> int:
-        """Full batches every worker can make (equal across workers, so DDP never waits on a finished one)."""
-        rows = [sum(self.pivot.manifest.shards[i].rows for i in self.shard_order(seed, 0, r, world))
-                for r in range(world)]
+    def steps_per_epoch(self, batch_size: int, world: int, seed: int, epochs: int) -> int:
+        """Full batches every worker can make in every epoch: equal across workers and epochs, so DDP never
+        waits on a worker that ran out, and ``step // steps_per_epoch`` is the epoch on resume."""
+        rows = [sum(self.pivot.manifest.shards[i].rows for i in self.shard_order(seed, e, r, world))
+                for e in range(epochs) for r in range(world)]
         steps = min(rows) // batch_size
         if steps < 1:
             raise TrainError(f"batch_size={batch_size} is larger than the {min(rows)} samples a worker gets")
         return steps
 
-    def batches(self, seed: int, epoch: int, rank: int, world: int, batch_size: int, start_step: int = 0
-                ) -> Iterator[list[tuple[dict, list[dict], str]]]:
-        """Batches of (pivot row, [source rows], shard path) from ``start_step`` of ``epoch`` for this worker."""
+    def _read(self, shard: int, use_mapped: bool) -> ShardRows:
+        piv = self.pivot.read(shard, PIVOT_COLUMNS)
+        ids = piv.column("sample_id").to_pylist()
+        sources = []
+        for s in self.sources:
+            col = "mapped_logprobs" if use_mapped else "rank_logprobs"
+            t = s.read(shard, SOURCE_COLUMNS + [col])
+            if t.column("sample_id").to_pylist() != ids:
+                raise ShardError(f"{s.path(shard)}: rows do not hold the pivot's samples in the pivot's order")
+            lps = _Lists(t.column(col), np.float32)
+            sources.append({"src_index": _Lists(t.column("src_index"), np.int64), "logprobs": lps,
+                            "mapped_ids": _Lists(t.column("mapped_ids"), np.int64),
+                            "target_logprob": _Lists(t.column("target_logprob"), np.float32),
+                            "bad": lps.bad_rows(), "name": s.manifest.name})
+        return ShardRows(self.pivot.path(shard).name, ids, _Lists(piv.column("input_ids"), np.int64),
+                         piv.column("response_start").to_numpy(), piv.column("n_positions").to_numpy(), sources)
+
+    def batches(self, seed: int, epoch: int, rank: int, world: int, batch_size: int, start_step: int = 0,
+                use_mapped: bool = False) -> Iterator[list[tuple[ShardRows, int]]]:
+        """Batches of (shard, row) from ``start_step`` of ``epoch`` for this worker."""
         skip = start_step * batch_size
         buf: list = []
         for shard in self.shard_order(seed, epoch, rank, world):
@@ -74,12 +122,9 @@ class FusionData:
             if skip >= rows:
                 skip -= rows
                 continue
-            piv = self.pivot.read(shard, PIVOT_COLUMNS).to_pylist()
-            srcs = [s.read(shard, SOURCE_COLUMNS).to_pylist() for s in self.sources]
-            where = str(self.pivot.path(shard).name)
-            order = np.random.default_rng([seed, epoch, shard]).permutation(rows)
-            for r in order[skip:]:
-                buf.append((piv[r], [s[r] for s in srcs], where))
+            data = self._read(shard, use_mapped)
+            for r in np.random.default_rng([seed, epoch, shard]).permutation(rows)[skip:]:
+                buf.append((data, int(r)))
                 if len(buf) == batch_size:
                     yield buf
                     buf = []
@@ -99,53 +144,45 @@ class Batch:
     skipped_bad: int  # samples dropped by nan_policy=skip
 
 
-def _bad(values: np.ndarray) -> bool:
-    return bool(np.isnan(values).any() or np.isposinf(values).any())
-
-
-def collate(batch: list[tuple[dict, list[dict], str]], names: list[str], use_mapped: bool, nan_policy: str,
-            pad_id: int) -> Batch:
-    """Rows → padded tensors; stored log-probs are checked for NaN/+inf (``nan_policy``)."""
-    width = max(len(p["input_ids"]) for p, _, _ in batch)
-    n = len(batch)
-    ids = torch.full((n, width), pad_id, dtype=torch.long)
-    att = torch.zeros((n, width), dtype=torch.long)
-    targets = torch.full((n, width), -100, dtype=torch.long)
-    mask = torch.zeros((n, width), dtype=torch.bool)
-    teachers = []
-    for _ in names:
-        teachers.append({"mask": torch.zeros((n, width), dtype=torch.bool),
-                         "target_logprobs": torch.full((n, width), float("nan"))})
+def collate(batch: list[tuple[ShardRows, int]], nan_policy: str, pad_id: int) -> Batch:
+    """(shard, row) pairs → padded tensors; stored log-probs with NaN/+inf follow ``nan_policy``."""
+    width = max(len(d.input_ids[r]) for d, r in batch)
+    n, n_src = len(batch), len(batch[0][0].sources)
+    ids = np.full((n, width), pad_id, np.int64)
+    att = np.zeros((n, width), np.int64)
+    targets = np.full((n, width), -100, np.int64)
+    mask = np.zeros((n, width), bool)
+    ks = [len(batch[0][0].sources[j]["mapped_ids"].flat) // max(int(batch[0][0].n_positions.sum()), 1) or 1
+          for j in range(n_src)]
+    t_lp = [np.full((n, width, k), -np.inf, np.float32) for k in ks]
+    t_ids = [np.full((n, width, k), -1, np.int64) for k in ks]
+    t_mask = [np.zeros((n, width), bool) for _ in ks]
+    t_tgt = [np.full((n, width), np.nan, np.float32) for _ in ks]
     skipped = 0
-    for b, (p, srcs, where) in enumerate(batch):
-        seq = p["input_ids"]
-        ids[b, : len(seq)] = torch.tensor(seq)
+    for b, (d, r) in enumerate(batch):
+        seq = d.input_ids[r]
+        ids[b, : len(seq)] = seq
         att[b, : len(seq)] = 1
-        rs, npos = p["response_start"], p["n_positions"]
+        rs, npos = int(d.response_start[r]), int(d.n_positions[r])
         if npos == 0:
             continue
-        bad = [name for name, s in zip(names, srcs)
-               if _bad(np.asarray(s["rank_logprobs"], np.float32)) or _bad(np.asarray(s["mapped_logprobs"], np.float32))]
+        bad = [s["name"] for s in d.sources if s["bad"][r]]
         if bad:
             if nan_policy == "error":
-                raise TrainError(f"{where}: sample {p['sample_id']!r}: NaN or +inf in the stored log-probs of "
+                raise TrainError(f"{d.where}: sample {d.sample_id[r]!r}: NaN or +inf in the stored log-probs of "
                                  f"source {bad[0]!r} (set nan_policy=skip to drop such samples)")
             skipped += 1
             continue
         pos = slice(rs - 1, rs - 1 + npos)
-        targets[b, pos] = torch.tensor(seq[rs:])
+        targets[b, pos] = seq[rs:rs + npos]
         mask[b, pos] = True
-        for t, s in zip(teachers, srcs):
-            kk = len(s["mapped_ids"]) // max(s["n_positions"], 1)  # sources may differ in k
-            if "topk_logprobs" not in t:
-                t["topk_logprobs"] = torch.full((n, width, kk), float("-inf"))
-                t["topk_ids"] = torch.full((n, width, kk), -1, dtype=torch.long)
-            lp = s["mapped_logprobs"] if use_mapped else s["rank_logprobs"]
-            t["topk_logprobs"][b, pos] = torch.tensor(np.asarray(lp, np.float32).reshape(npos, kk))
-            t["topk_ids"][b, pos] = torch.tensor(np.asarray(s["mapped_ids"], np.int64).reshape(npos, kk))
-            t["mask"][b, pos] = torch.tensor(np.asarray(s["src_index"]) >= 0)
-            t["target_logprobs"][b, pos] = torch.tensor(np.asarray(s["target_logprob"], np.float32))
-    for t in teachers:
-        t.setdefault("topk_logprobs", torch.full((n, width, 1), float("-inf")))
-        t.setdefault("topk_ids", torch.full((n, width, 1), -1, dtype=torch.long))
-    return Batch(ids, att, targets, mask, teachers, int(mask.sum()), skipped)
+        for j, s in enumerate(d.sources):
+            t_lp[j][b, pos] = s["logprobs"][r].reshape(npos, ks[j])
+            t_ids[j][b, pos] = s["mapped_ids"][r].reshape(npos, ks[j])
+            t_mask[j][b, pos] = s["src_index"][r] >= 0
+            t_tgt[j][b, pos] = s["target_logprob"][r]
+    teachers = [{"topk_logprobs": torch.from_numpy(t_lp[j]), "topk_ids": torch.from_numpy(t_ids[j]),
+                 "mask": torch.from_numpy(t_mask[j]), "target_logprobs": torch.from_numpy(t_tgt[j])}
+                for j in range(n_src)]
+    return Batch(torch.from_numpy(ids), torch.from_numpy(att), torch.from_numpy(targets), torch.from_numpy(mask),
+                 teachers, int(mask.sum()), skipped)

@@ -67,7 +67,7 @@ def train_loop(config: dict) -> None:
     optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     data = FusionData(cfg.pivot_shards, [s.shards for s in cfg.sources])
     names = [s.name or Path(s.shards).name for s in cfg.sources]
-    spe = data.steps_per_epoch(cfg.batch_size, world, cfg.seed)
+    spe = data.steps_per_epoch(cfg.batch_size, world, cfg.seed, cfg.epochs)
     total = min(cfg.epochs * spe, cfg.max_steps or cfg.epochs * spe)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.warmup_steps, total, cfg.schedule))
     step = 0
@@ -86,10 +86,10 @@ def train_loop(config: dict) -> None:
     t_last, tokens_since = time.perf_counter(), 0
     for epoch in range(step // spe, cfg.epochs):
         in_epoch = step - epoch * spe
-        for rows in data.batches(cfg.seed, epoch, rank, world, cfg.batch_size, in_epoch):
+        for rows in data.batches(cfg.seed, epoch, rank, world, cfg.batch_size, in_epoch, use_mapped):
             if in_epoch >= spe or step >= total:
                 break
-            b = collate(rows, names, use_mapped, cfg.nan_policy, pad_id)
+            b = collate(rows, cfg.nan_policy, pad_id)
             teachers = [TeacherInputs(t["topk_logprobs"].to(device), t["topk_ids"].to(device), t["mask"].to(device),
                                       weight=s.weight, name=n, target_logprobs=t["target_logprobs"].to(device))
                         for t, s, n in zip(b.teachers, cfg.sources, names)]
