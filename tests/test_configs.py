@@ -8,10 +8,11 @@ from pipeline.align.config import AlignConfig
 from pipeline.capture.config import CaptureConfig
 from pipeline.config import parse_overrides
 from pipeline.errors import ConfigError
+from pipeline.publish.config import PublishConfig
 from pipeline.train.config import TrainConfig
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "jobs" / "configs").glob("*.yaml"))
-CLASSES = {"capture": CaptureConfig, "align": AlignConfig, "train": TrainConfig}
+CLASSES = {"capture": CaptureConfig, "align": AlignConfig, "train": TrainConfig, "publish": PublishConfig}
 
 
 def config_class(path: Path):

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 
 from pipeline.errors import SchemaError, ShardError
 from pipeline.io.atomic import sha256_file
+from pipeline.publish.resolve import resolve_shard_folder
 from schemas import aligned_shard, logit_shard
 from schemas.common import metadata
 from schemas.manifest import Manifest
@@ -22,7 +23,7 @@ class ShardSet:
     """A complete shard set: ``manifest.json`` plus the shards it lists."""
 
     def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
+        self.folder = resolve_shard_folder(folder)  # a plain folder unchanged; a published dataset's manifest folder
         self.manifest = Manifest.read(self.folder)
 
     def __len__(self) -> int:
@@ -86,11 +87,11 @@ def decode_topk(codec, row: dict) -> tuple[np.ndarray, np.ndarray]:
 
 def verify(folder: str | Path, checksums: bool = True) -> list[str]:
     """Every problem found in a shard set, each naming its file; an empty list means valid."""
-    folder = Path(folder)
     try:
         shards = ShardSet(folder)
     except ShardError as e:
         return [str(e)]
+    folder = shards.folder
     problems: list[str] = []
     m = shards.manifest
     expected_shards = -(-m.num_samples // m.shard_size)

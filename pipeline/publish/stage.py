@@ -1,0 +1,133 @@
+"""Build the folder a Hub dataset repo is uploaded from.
+
+Layout::
+
+    README.md                                         dataset card with the `configs:` front matter
+    data/<config>/train-00000-of-00003.parquet        the shards, byte-identical (hard link, or copy)
+    logitfuse/<config>/manifest.json                  the manifest, file names rewritten to ../../data/<config>/…
+    logitfuse/<config>/vocab_map.parquet              aligned sets: the source→pivot vocabulary map
+
+``logitfuse/<config>`` is a complete shard folder (checksums unchanged), so ``ShardSet``/``verify`` read the staged
+or downloaded repo directly. Re-staging into the same folder keeps files that already match.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.errors import PublishError
+from pipeline.io.atomic import TMP_PREFIX, clean_tmp, sha256_file, write_text
+from pipeline.io.reader import verify
+from pipeline.publish import card
+from pipeline.publish.discover import ShardSource
+from pipeline.publish.resolve import DATA_DIR, META_DIR
+
+EXTRA_FILES = ("vocab_map.parquet",)  # travel next to the manifest when the shard folder has them
+
+
+def staged_name(index: int, total: int) -> str:
+    """The Hub's split file name for shard ``index`` of ``total``."""
+    return f"train-{index:05d}-of-{total:05d}.parquet"
+
+
+@dataclass
+class Staged:
+    """What was staged: the folder, its configs, and how many bytes were linked or copied this time."""
+
+    folder: Path
+    configs: list[str]
+    files: int
+    bytes_written: int
+
+
+def _plan(sources: list[ShardSource]) -> dict[str, tuple[Path, str | None]]:
+    """Relative path in the repo → (source file, expected sha256 or None) for every data and extra file."""
+    plan: dict[str, tuple[Path, str | None]] = {}
+    for s in sources:
+        n = len(s.shards)
+        for i, e in enumerate(s.shards.manifest.shards):
+            plan[f"{DATA_DIR}/{s.config}/{staged_name(i, n)}"] = (s.shards.path(i), e.sha256)
+        for extra in EXTRA_FILES:
+            if (s.shards.folder / extra).is_file():
+                plan[f"{META_DIR}/{s.config}/{extra}"] = (s.shards.folder / extra, None)
+    return plan
+
+
+def _place(src: Path, dst: Path) -> None:
+    """Hard-link ``src`` to ``dst`` (shards are never rewritten in place), else copy; atomic either way."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f"{TMP_PREFIX}{dst.name}.{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:  # another filesystem, or links not allowed
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def _same(dst: Path, src: Path, sha: str | None) -> bool:
+    if not dst.is_file() or dst.stat().st_size != src.stat().st_size:
+        return False
+    return sha256_file(dst) == (sha or sha256_file(src))
+
+
+def _check_out(out: Path, sources: list[ShardSource], planned: set[str], overwrite: bool) -> None:
+    """Refuse a folder that holds a source, or files this staging would not write (unless ``overwrite``)."""
+    o = out.resolve()
+    for s in sources:
+        f = s.shards.folder.resolve()
+        if o == f or o in f.parents or f in o.parents:
+            raise PublishError(f"the staging folder {out} overlaps the shard folder {s.shards.folder}; "
+                               f"choose a folder outside it")
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise PublishError(f"{out} exists and is not a folder")
+    clean_tmp_all(out)
+    others = sorted(str(p.relative_to(out)) for p in out.rglob("*")
+                    if (p.is_file() or p.is_symlink()) and str(p.relative_to(out)) not in planned)
+    if others and not overwrite:
+        shown = ", ".join(others[:5]) + (f" … ({len(others)} files)" if len(others) > 5 else "")
+        raise PublishError(f"{out} already holds files this dataset would not contain ({shown}); choose an empty "
+                           f"folder or pass --overwrite (overwrite=true) to remove them")
+    for rel in others:
+        (out / rel).unlink()
+    for d in sorted((p for p in out.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        if not any(d.iterdir()):
+            d.rmdir()
+
+
+def clean_tmp_all(out: Path) -> None:
+    """Remove leftovers of an interrupted staging."""
+    for d in [out, *(p for p in out.rglob("*") if p.is_dir())]:
+        clean_tmp(d)
+
+
+def stage(sources: list[ShardSource], out: str | Path, repo_id: str, license: str = "other",
+          overwrite: bool = False) -> Staged:
+    """Write the repo layout for ``sources`` into ``out``; keeps files already there that match."""
+    out = Path(out)
+    plan = _plan(sources)
+    meta = {f"{META_DIR}/{s.config}/manifest.json" for s in sources}
+    _check_out(out, sources, set(plan) | meta | {"README.md"}, overwrite)
+    written = 0
+    for rel, (src, sha) in plan.items():
+        if not _same(out / rel, src, sha):
+            _place(src, out / rel)
+            written += src.stat().st_size
+    for s in sources:
+        m = copy.deepcopy(s.shards.manifest)
+        for i, e in enumerate(m.shards):
+            e.file = f"../../{DATA_DIR}/{s.config}/{staged_name(i, len(m.shards))}"
+        folder = out / META_DIR / s.config
+        folder.mkdir(parents=True, exist_ok=True)
+        write_text(folder / "manifest.json", m.to_json())
+    write_text(out / "README.md", card.render(sources, repo_id, license))
+    problems = [p for s in sources for p in verify(out / META_DIR / s.config, checksums=False)]
+    if problems:  # sizes, schemas and row counts of what was just placed
+        raise PublishError(f"the staged folder {out} does not validate:\n  " + "\n  ".join(problems))
+    return Staged(out, [s.config for s in sources], len(plan) + len(meta) + 1, written)
