@@ -89,11 +89,12 @@ def run_capture(cfg: CaptureConfig) -> Manifest:
         extra |= {"codec": "none"}
     schema = logit_shard.schema(extra)
     pad = real = 0
+    forward_s = 0.0
     if missing:
-        pad, real = _run_pipeline(cfg, samples, missing, writer, schema, codec, device, dtype)
+        pad, real, forward_s = _run_pipeline(cfg, samples, missing, writer, schema, codec, device, dtype)
     counts = _counts(out, n_shards, writer)
     stats = {"padding_fraction": pad / max(pad + real, 1), "seconds": round(time.time() - t0, 3),
-             "shards_computed": len(missing)}
+             "forward_seconds": round(forward_s, 3), "shards_computed": len(missing)}
     manifest = Manifest(kind="logits", shard_schema=logit_shard.NAME, shard_schema_version=logit_shard.VERSION,
                         name=name, config_fingerprint=fingerprint, shard_size=cfg.shard_size,
                         num_samples=len(samples), plan_fingerprint=fps["plan"], shards=[],
@@ -113,7 +114,7 @@ def _counts(out: Path, n_shards: int, writer: ShardSetWriter) -> dict[str, int]:
     return counts
 
 
-def _run_pipeline(cfg, samples, missing, writer, schema, codec, device, dtype) -> tuple[int, int]:
+def _run_pipeline(cfg, samples, missing, writer, schema, codec, device, dtype) -> tuple[int, int, float]:
     import ray
     from ray.data import ActorPoolStrategy
     from tqdm import tqdm
@@ -138,6 +139,7 @@ def _run_pipeline(cfg, samples, missing, writer, schema, codec, device, dtype) -
     ds = ds.map_batches(encode_batch, batch_size=None, batch_format="pyarrow", num_cpus=0.5,
                         fn_kwargs=dict(codec=codec))
     pad = real = 0
+    forward_s = 0.0
     pending: list[pa.Table] = []
     queue = list(missing)
     want = _rows_in(queue[0], cfg.shard_size, len(samples))
@@ -146,6 +148,7 @@ def _run_pipeline(cfg, samples, missing, writer, schema, codec, device, dtype) -
     for batch in unwrap_errors(ds.iter_batches(batch_format="pyarrow", batch_size=None)):
         pad += pc.sum(batch.column("pad_tokens")).as_py() or 0
         real += pc.sum(batch.column("real_tokens")).as_py() or 0
+        forward_s += pc.sum(batch.column("forward_seconds")).as_py() or 0.0
         while batch.num_rows:
             take = min(want - have, batch.num_rows)
             pending.append(batch.slice(0, take))
@@ -159,7 +162,7 @@ def _run_pipeline(cfg, samples, missing, writer, schema, codec, device, dtype) -
                 pending, have = [], 0
                 want = _rows_in(queue[0], cfg.shard_size, len(samples)) if queue else 0
     bar.close()
-    return pad, real
+    return pad, real, forward_s
 
 
 def _rows_in(shard: int, size: int, n: int) -> int:

@@ -70,7 +70,9 @@ class ForwardTopK:
     def __call__(self, batch: pa.Table) -> pa.Table:
         from pipeline.capture.topk import forward_topk
 
-        n = batch.num_rows
+        import time
+
+        n, t0 = batch.num_rows, time.perf_counter()
         if self.model is None:  # k = 0: tokens only, no forward pass
             ids = lps = [[] for _ in range(n)]
             pad = real = 0
@@ -79,11 +81,13 @@ class ForwardTopK:
             res, pad, real = forward_topk(self.model, rows, self.k, self.budget, self.chunk, self.device)
             ids = [i.numpy().astype(np.int32).ravel() for i, _ in res]
             lps = [lp.numpy().astype(np.float32).ravel() for _, lp in res]
-        # padding counters ride on the first row of the batch; the driver sums them
+        # counters ride on the first row of the batch; the driver sums them
+        seconds = time.perf_counter() - t0
         return batch.append_column("topk_ids_raw", pa.array(ids, I32_LIST)) \
             .append_column("topk_lp_raw", pa.array(lps, F32_LIST)) \
             .append_column("pad_tokens", pa.array([pad] + [0] * (n - 1), pa.int64())) \
-            .append_column("real_tokens", pa.array([real] + [0] * (n - 1), pa.int64()))
+            .append_column("real_tokens", pa.array([real] + [0] * (n - 1), pa.int64())) \
+            .append_column("forward_seconds", pa.array([seconds] + [0.0] * (n - 1), pa.float64()))
 
 
 def encode_batch(batch: pa.Table, *, codec: dict | None) -> pa.Table:
