@@ -23,6 +23,7 @@ import time
 import torch
 
 from pipeline.losses import chunked_head, dense_head
+from _memory import reset_peak, rss_kib
 
 T, H, V, K, K2 = 2048, 256, 32000, 10, 30
 
@@ -49,28 +50,14 @@ def _step(which: str, hidden, weight, targets, gather) -> None:
     loss.backward()
 
 
-def _rss_kib(field: str) -> int:
-    """VmRSS / VmHWM of this process from /proc (Linux), in KiB."""
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
-
-
-def _reset_peak() -> int:
-    """Reset the peak-RSS counter (VmHWM) to the current RSS and return it. ru_maxrss is not used: Linux carries
-    it over from the parent across fork+exec, so a child of a large parent would report no growth."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    return _rss_kib("VmRSS")
-
-
 def _child(which: str) -> None:
     # Warm-up on 4 positions: lazy inits and the autograd thread are not the head's memory, and a full-size warm-up
     # would leave its buffers in the allocator and hide them from the measured step.
     _step(which, *_inputs(4))
     inputs = _inputs()
-    before = _reset_peak()
+    before = reset_peak()
     _step(which, *inputs)
-    after = _rss_kib("VmHWM")
+    after = rss_kib("VmHWM")
     print(json.dumps({"peak_kib": after - before}))
 
 

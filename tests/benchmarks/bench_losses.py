@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.losses import gld_rank_loss, gld_vocab_loss
+from _memory import reset_peak, rss_kib
 
 T, K, V = 2048, 10, 32000
 ZIPF_A = 1.1  # top-k ids of real LMs are concentrated on frequent tokens; a Zipf draw gives a realistic node count
@@ -111,20 +112,6 @@ def dense_vocab_gld(s_lp, s_ids, t_lp, t_ids, mask) -> torch.Tensor:
     return (degrees[0] - degrees[1]).abs().sum() / positions
 
 
-def _rss_kib(field: str) -> int:
-    """VmRSS / VmHWM of this process from /proc (Linux), in KiB."""
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
-
-
-def _reset_peak() -> int:
-    """Reset the peak-RSS counter (VmHWM) to the current RSS and return it. ru_maxrss is not used: Linux carries
-    it over from the parent across fork+exec, so a child of a large parent would report no growth."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    return _rss_kib("VmRSS")
-
-
 def _child_memory(which: str) -> None:
     fns = {"gld_vocab": gld_vocab_loss, "gld_rank": gld_rank_loss, "dense": dense_vocab_gld}
 
@@ -139,9 +126,9 @@ def _child_memory(which: str) -> None:
     # warm-up would leave its buffers in the allocator and hide them from the measured call.
     run(*_inputs(1, 16))
     inputs = _inputs()
-    before = _reset_peak()
+    before = reset_peak()
     run(*inputs)
-    after = _rss_kib("VmHWM")
+    after = rss_kib("VmHWM")
     nodes = torch.unique(torch.cat([inputs[1].flatten(), inputs[3].flatten()])).numel()
     print(json.dumps({"peak_kib": after - before, "nodes": nodes}))
 
