@@ -1,0 +1,172 @@
+"""The two-skill fusion benchmark: one fusion dataset and budget, several objectives, several seeds.
+
+Source A (byte-level BPE) is trained on multi-step arithmetic, source B (SentencePiece-style with a chat template)
+on Dyck-language completion, the pivot (a third tokenizer) gets a weak start. Every variant runs the project's own
+jobs — capture, align, train — exactly as a cluster user would; accuracy is exact match on held-out problems that
+no model saw in training (``pipeline.bench.tasks`` buckets problems by a hash of their canonical form).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.align.config import AlignConfig, SourceSpec
+from pipeline.align.job import run_align
+from pipeline.bench import tasks
+from pipeline.bench.evaluate import evaluate
+from pipeline.bench.source_train import ensure_bench_model
+from pipeline.capture.config import CaptureConfig
+from pipeline.capture.job import run_capture
+from pipeline.losses.objective import LossConfig
+from pipeline.train.config import TrainConfig, TrainSource
+from pipeline.train.job import run_train
+
+# objective per variant; None = the pivot before fusion (no training)
+VARIANTS: dict[str, dict | None] = {
+    "pivot": None,
+    "sft": {"lambda_uld": 0.0, "lambda_gld": 0.0, "lambda_kl": 0.0},
+    "sft+kl": {"lambda_uld": 0.0, "lambda_gld": 0.0, "lambda_kl": 0.5},
+    "sft+uld": {"lambda_uld": 0.5, "lambda_gld": 0.0},
+    "sft+uld+gld(rank)": {"lambda_uld": 0.5, "lambda_gld": 0.5, "gld_space": "rank"},
+    "sft+uld+gld(vocab)": {"lambda_uld": 0.5, "lambda_gld": 0.5, "gld_space": "vocab"},
+}
+SOURCES = {"arith-source": "arithmetic", "dyck-source": "dyck"}
+
+
+@dataclass
+class Profile:
+    """Sizes of one benchmark run."""
+
+    fusion_per_skill: int = 600  # fusion-split problems per skill (the fusion data)
+    test_per_skill: int = 200  # held-out test problems per skill
+    epochs: int = 2
+    batch_size: int = 16
+    lr: float = 2e-3
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    variants: list[str] = field(default_factory=lambda: list(VARIANTS))
+
+
+PROFILES = {
+    "full": Profile(),
+    "quick": Profile(fusion_per_skill=240, test_per_skill=100, epochs=2, seeds=[0],
+                     variants=["pivot", "sft", "sft+uld+gld(rank)"]),
+}
+
+
+def _write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def prepare(out: Path, profile: Profile, progress: bool = True) -> dict:
+    """Build (or reuse) the models, write the fusion and test sets, capture and align: shared by all variants."""
+    models = {name: ensure_bench_model(name, progress=progress) for name in (*SOURCES, "pivot")}
+    data = _write_jsonl(out / "data" / "fusion.jsonl", tasks.mixed("fusion", profile.fusion_per_skill))
+    test = tasks.mixed("test", profile.test_per_skill)
+    shards = out / "shards"
+    common = [f"input={data}", f"output={shards}", "shard_size=128", f"progress={progress}"]
+    manifests = {"pivot": run_capture(CaptureConfig.load(None, common + [f"model={models['pivot']}", "k=0",
+                                                                          "name=pivot"]))}
+    for name in SOURCES:
+        manifests[name] = run_capture(CaptureConfig.load(None, common + [f"model={models[name]}", "k=10",
+                                                                         f"name={name}"]))
+    aligned = run_align(AlignConfig(pivot=str(shards / "pivot"), pivot_model=str(models["pivot"]), output=str(out),
+                                    progress=progress,
+                                    sources=[SourceSpec(shards=str(shards / n), model=str(models[n]))
+                                             for n in SOURCES]))
+    return {"models": models, "test": test, "shards": shards, "capture": manifests, "aligned": aligned}
+
+
+def run_variant(out: Path, prep: dict, profile: Profile, variant: str, seed: int, progress: bool = True) -> dict:
+    """Train one variant with one seed (resumable, reused when done) and evaluate it on the test set."""
+    losses = VARIANTS[variant]
+    if losses is None:
+        model = prep["models"]["pivot"]
+        steps = 0
+    else:
+        sources = [] if variant == "sft" else [TrainSource(shards=str(out / "aligned" / n)) for n in SOURCES]
+        cfg = TrainConfig(pivot_model=str(prep["models"]["pivot"]), pivot_shards=str(prep["shards"] / "pivot"),
+                          sources=sources, output=str(out / "train"), run_name=f"{variant}-s{seed}",
+                          loss=LossConfig(**losses), epochs=profile.epochs, batch_size=profile.batch_size,
+                          lr=profile.lr, warmup_steps=10, seed=seed, checkpoint_every=1000, progress=progress)
+        cfg.validate()
+        res = run_train(cfg)
+        model, steps = Path(res["model"]), res["step"]
+    acc = evaluate(model, None, prep["test"])
+    return {"variant": variant, "seed": seed, "steps": steps, **acc}
+
+
+def summarize(rows: list[dict]) -> dict[str, dict[str, tuple[float, float]]]:
+    """variant → skill → (mean, std) over seeds."""
+    out: dict = {}
+    for v in dict.fromkeys(r["variant"] for r in rows):
+        sel = [r for r in rows if r["variant"] == v]
+        out[v] = {}
+        for skill in tasks.SKILLS:
+            vals = [r[skill] for r in sel]
+            out[v][skill] = (statistics.fmean(vals), statistics.pstdev(vals) if len(vals) > 1 else 0.0)
+    return out
+
+
+def markdown(summary: dict, n_seeds: int) -> str:
+    """Markdown table of exact-match accuracy, mean ± std over seeds."""
+    lines = [f"| variant | arithmetic | dyck | mean |", "| --- | --- | --- | --- |"]
+    for v, skills in summary.items():
+        cells = [f"{100 * m:.1f} ± {100 * s:.1f}" for m, s in (skills[k] for k in tasks.SKILLS)]
+        mean = statistics.fmean(skills[k][0] for k in tasks.SKILLS)
+        lines.append(f"| {v} | {' | '.join(cells)} | {100 * mean:.1f} |")
+    lines.append(f"\nExact-match accuracy (%) on held-out problems, mean ± std over {n_seeds} seed(s).")
+    return "\n".join(lines)
+
+
+def bar_chart(summary: dict, path: Path) -> Path:
+    """PNG: per-skill accuracy bars per variant with std error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    variants = list(summary)
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(variants)), 3.6))
+    width = 0.8 / len(tasks.SKILLS)
+    for j, skill in enumerate(tasks.SKILLS):
+        means = [100 * summary[v][skill][0] for v in variants]
+        stds = [100 * summary[v][skill][1] for v in variants]
+        ax.bar([i + (j - 0.5) * width for i in range(len(variants))], means, width, yerr=stds, capsize=3,
+               label=skill)
+    ax.set_xticks(range(len(variants)), variants, rotation=20, ha="right")
+    ax.set(ylabel="exact match (%)", ylim=(0, 100), title="per-skill accuracy after fusion")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def run_benchmark(out: str | Path, profile: Profile, progress: bool = True) -> dict:
+    """Run every variant × seed of ``profile``; write results.jsonl, results.md and accuracy.png into ``out``."""
+    from pipeline.ray_utils import ensure_ray
+
+    t0 = time.time()
+    out = Path(out)
+    ensure_ray()
+    prep = prepare(out, profile, progress)
+    rows = []
+    for variant in profile.variants:
+        for seed in (profile.seeds if VARIANTS[variant] is not None else profile.seeds[:1]):
+            rows.append(run_variant(out, prep, profile, variant, seed, progress))
+            if progress:
+                print(json.dumps(rows[-1]))
+    summary = summarize(rows)
+    (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = markdown(summary, len(profile.seeds))
+    (out / "results.md").write_text(table + "\n")
+    png = bar_chart(summary, out / "accuracy.png")
+    return {"rows": rows, "summary": summary, "table": table, "png": str(png), "seconds": time.time() - t0,
+            "prep": prep}
