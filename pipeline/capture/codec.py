@@ -1,23 +1,28 @@
 """Per-sample codec: top-k (ids, log-probs) of one sample <-> two zstd blobs for the shard's binary columns.
 
-Both blobs are one zstd frame each (content size and checksum in the frame header/footer); the spec, stored once in
-the Parquet schema metadata, and the row count n tell the decoder everything else. Inside the frames:
+Each blob is one zstd frame (content size in the header, checksum at the end) or b"" for a sample with no
+positions. The spec, stored once in the Parquet schema metadata, and the row count n tell the decoder the rest.
+Inside a frame the payload is a few parts back to back; every part ends a zstd block, so each gets its own Huffman
+table (a byte plane of high bytes and one of low bytes have nothing in common). "Planes" below means the little-endian
+bytes of an integer array split by significance: all lowest bytes, then all next bytes, ... (blosc's shuffle).
 
-ids blob (both codecs)   byte planes of the ids at the narrowest width the vocabulary allows (1, 2, 3 or 4 bytes),
-                         rank-major: all rank-1 ids, then all rank-2 ids, ...
-lossless log-prob blob   fp16 log-probs, exact. Values are <= 0 and sorted, so the sign bit is dropped and the 15-bit
-                         magnitudes, non-decreasing within a row, are delta coded (first magnitude, then differences:
-                         exact integers); the 16-bit deltas are stored as byte planes, rank-major.
-quantized log-prob blob  per row the top-1 log-prob as an fp16 magnitude (uint16 planes; 0xFFFF = this row's anchor is
-                         in the float32 list because fp16 would miss it by more than step/2), then the other k-1 values
-                         on a grid of `step` measured from that anchor, q_j = round((anchor - lp_j) / step), stored as
-                         gaps q_j - q_(j-1) >= 0 in one byte each, rank-major (255 = "255 + next uint32 escape").
-                         Layout: anchors | gaps | float32 anchors | uint32 escapes.
+ids blob (both codecs)   u32 U = number of distinct ids in the sample | the U sorted distinct ids as Rice coded gaps
+                         (`bitpack.rice_encode`, see below) | each of the n*k ids as its index in that table,
+                         row-major, planes at the table's width. A sample reuses few ids (U is a few hundred for
+                         thousands of positions), so the index is one or two narrow bytes instead of the id's width.
+log-prob blob            an (n, k) matrix of non-negative integers, Rice coded rank by rank (`bitpack.rice_encode`):
+                         k parameter bytes | unary high parts | raw low bits | uint32 escapes.
+  lossless               exact fp16. Values are <= 0 and sorted, so the sign is dropped and the 15-bit magnitudes,
+                         non-decreasing along a row, are delta coded in integer space: column 1 the top-1's
+                         magnitude, column j its difference to rank j-1.
+  quantized              q_j = round(-lp_j / step) for every rank (one grid, so each value is within step/2 and the
+                         errors do not add up along the row; decoded rows stay sorted): column 1 q_1, column j the
+                         gap q_j - q_(j-1) >= 0. The top-1 sits on the grid too: fp16 would cost ~12 bits a row,
+                         the grid ~6, for a bound that is step/2 either way.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 from dataclasses import dataclass
 
@@ -30,7 +35,6 @@ from pipeline.errors import ConfigError, SchemaError
 CODECS = ("lossless", "quantized")
 VERSION = 1  # bump when the blob layout changes; readers refuse versions they do not know
 FP16_MAX = 65504.0  # log-probs below -FP16_MAX (probability e^-65504, zero in any float) are refused
-ANCHOR_ESCAPE = 0xFFFF  # not a finite fp16 magnitude (those are <= 0x7BFF)
 LOSSLESS_RANGE = 32.0  # max_abs_error of the lossless codec holds for |log-prob| < this (p > 1.3e-14)
 
 
@@ -99,9 +103,8 @@ class CodecSpec:
     def max_abs_error(self) -> float:
         """Bound on |decoded - float32 input| in nats.
 
-        quantized: step/2 for every value (the top-1 is kept in fp16, or float32 where fp16 would miss by more than
-        step/2; the others sit on a grid of `step` from the stored anchor), plus the float32 rounding of the
-        decoded value, <= 2^-24 |lp| (< 1e-6 nats above -16).
+        quantized: step/2 for every value, the top-1 included (all sit on one grid of `step`), plus the float32
+        rounding of the decoded value, <= 2^-24 |lp| (< 1e-6 nats above -16).
         lossless: fp16 rounding, half an fp16 ulp: 2^-7 for |lp| < 32 (p > 1.3e-14), 2^-11 |lp| below that.
         """
         if self.name == "quantized":
@@ -120,22 +123,30 @@ def _zstd(level: int) -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompres
     return cache[level]
 
 
-def _compress(spec: CodecSpec, payload: bytes) -> bytes:
-    return _zstd(spec.zstd_level)[0].compress(payload) if payload else b""
+def _compress(spec: CodecSpec, parts: list[bytes]) -> bytes:
+    """One zstd frame holding the parts back to back, each ending a zstd block so it gets its own Huffman table."""
+    total = sum(map(len, parts))
+    if not total:
+        return b""
+    stream = _zstd(spec.zstd_level)[0].compressobj(size=total)  # pledged size: the header records it
+    out = []
+    for part in parts:
+        out += [stream.compress(part), stream.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)]
+    return b"".join(out + [stream.flush()])
 
 
-def _decompress(spec: CodecSpec, blob: bytes, what: str, min_size: int, max_size: int) -> memoryview:
-    """Frame -> payload whose size must lie in [min_size, max_size]; SchemaError for anything else."""
+def _decompress(spec: CodecSpec, blob: bytes, what: str, min_size: int, max_size: int) -> bitpack.Cursor:
+    """Frame -> payload cursor; SchemaError unless the payload size lies in [min_size, max_size]."""
     if not blob:
         if min_size:
             raise SchemaError(f"{what} blob is empty but {min_size} bytes were expected")
-        return memoryview(b"")
+        return bitpack.Cursor(b"", what)
     try:
         size = zstandard.frame_content_size(blob)
         if not min_size <= size <= max_size:  # also refuses -1 (unknown size) before allocating anything
             raise SchemaError(f"{what} blob holds {size} bytes, expected {min_size}..{max_size} (corrupted, or "
                               f"written with another spec or row count)")
-        return memoryview(_zstd(spec.zstd_level)[1].decompress(bytes(blob)))
+        return bitpack.Cursor(_zstd(spec.zstd_level)[1].decompress(bytes(blob)), what)
     except zstandard.ZstdError as e:
         raise SchemaError(f"{what} blob is not a valid zstd frame (truncated or corrupted): {e}") from None
 
@@ -171,68 +182,87 @@ def _check(spec: CodecSpec, ids: np.ndarray, logprobs: np.ndarray) -> tuple[np.n
 # ---------------------------------------------------------------------------------------------------- codec
 def encode(spec: CodecSpec, ids: np.ndarray, logprobs: np.ndarray) -> tuple[bytes, bytes]:
     """(ids (n, k) ints in [0, V), logprobs (n, k) float32 <= 0 sorted descending) -> (ids blob, log-prob blob)."""
+    spec.validate()
     ids, lps = _check(spec, ids, logprobs)
-    width = bitpack.id_width(spec.vocab_size)
-    id_blob = _compress(spec, bitpack.to_planes(ids.T, width))
-    if spec.name == "lossless":
-        mag = (lps.astype(np.float16).view(np.uint16) & 0x7FFF).astype(np.int32)
-        payload = bitpack.to_planes(np.diff(mag, axis=1, prepend=0).T, 2)
-    else:
-        payload = _quantize(spec, lps)
-    return id_blob, _compress(spec, payload)
+    lp_parts = _lossless_parts(lps) if spec.name == "lossless" else _quantized_parts(spec, lps)
+    return _compress(spec, _id_parts(spec, ids)), _compress(spec, lp_parts)
 
 
 def decode(spec: CodecSpec, ids_blob: bytes, lp_blob: bytes, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Blobs of `n` rows -> (ids int32 (n, k), logprobs float32 (n, k)); SchemaError if they do not decode."""
-    k, width = spec.k, bitpack.id_width(spec.vocab_size)
-    raw = _decompress(spec, ids_blob, "ids", n * k * width, n * k * width)
-    ids = bitpack.from_planes(raw, n * k, width).reshape(k, n).T
-    if ids.size and int(ids.max()) >= spec.vocab_size:
-        raise SchemaError(f"ids blob decodes to token id {int(ids.max())} >= vocab_size={spec.vocab_size}")
-    if spec.name == "lossless":
-        raw = _decompress(spec, lp_blob, "log-prob", 2 * n * k, 2 * n * k)
-        mag = np.cumsum(bitpack.from_planes(raw, n * k, 2).reshape(k, n).T, axis=1, dtype=np.int64)
-        if mag.size and int(mag.max()) > 0x7BFF:
-            raise SchemaError("log-prob blob decodes to a non-finite fp16 value (corrupted)")
-        bits = np.where(mag > 0, mag | 0x8000, 0).astype(np.uint16)  # sign back on, 0 stays +0.0
-        lps = bits.view(np.float16).astype(np.float32)
-    else:
-        lps = _dequantize(spec, lp_blob, n)
-    return np.ascontiguousarray(ids, dtype=np.int32), np.ascontiguousarray(lps)
+    spec.validate()
+    if not isinstance(n, (int, np.integer)) or n < 0:
+        raise SchemaError(f"row count must be a non-negative integer, got {n!r}")
+    ids = _decode_ids(spec, ids_blob, int(n))
+    lps = _decode_lossless(spec, lp_blob, int(n)) if spec.name == "lossless" else _decode_quantized(spec, lp_blob,
+                                                                                                       int(n))
+    return ids, lps
 
 
-def _quantize(spec: CodecSpec, lps: np.ndarray) -> bytes:
-    n, k = lps.shape
-    top = lps[:, 0]
-    anchor16 = top.astype(np.float16)
-    exact = np.abs(anchor16.astype(np.float64) - top) <= spec.step / 2  # else keep this anchor as float32
-    anchor = np.where(exact, anchor16.astype(np.float64), top.astype(np.float64))
-    mags = np.where(exact, anchor16.view(np.uint16) & 0x7FFF, ANCHOR_ESCAPE)
-    # rint is monotone, so q is non-decreasing along a sorted row and the gaps are >= 0; anchor - lp >= -step/2
-    q = np.maximum(np.rint((anchor[:, None] - lps[:, 1:]) / spec.step), 0).astype(np.int64)
-    small, escaped = bitpack.escape_u8(np.diff(q, axis=1, prepend=0).T)  # rank-major gaps
-    return b"".join([bitpack.to_planes(mags, 2), small.tobytes(), top[~exact].astype("<f4").tobytes(),
-                     escaped.tobytes()])
+# ids: the sample's distinct ids (sorted, gaps Rice coded), then every id as its index in that table (byte planes at
+# the table's width, row-major so repeated rows stay repeats for zstd's matcher).
+def _id_parts(spec: CodecSpec, ids: np.ndarray) -> list[bytes]:
+    if not ids.size:
+        return []
+    table, index = np.unique(ids.ravel(), return_inverse=True)
+    header = np.uint32(len(table)).tobytes() + bitpack.rice_encode(np.diff(table, prepend=0)[:, None])
+    return [header, *bitpack.to_planes(index, bitpack.id_width(len(table)))]
 
 
-def _dequantize(spec: CodecSpec, blob: bytes, n: int) -> np.ndarray:
+def _decode_ids(spec: CodecSpec, blob: bytes, n: int) -> np.ndarray:
     k = spec.k
-    fixed = 2 * n + n * (k - 1)
-    raw = _decompress(spec, blob, "log-prob", fixed, fixed + 4 * n * k)
-    mags = bitpack.from_planes(raw[: 2 * n], n, 2)
-    small = np.frombuffer(raw, np.uint8, count=n * (k - 1), offset=2 * n)
-    n_anchor, n_gap = int((mags == ANCHOR_ESCAPE).sum()), int((small == bitpack.ESCAPE).sum())
-    if len(raw) != fixed + 4 * (n_anchor + n_gap):
-        raise SchemaError(f"log-prob blob holds {len(raw)} bytes, expected {fixed + 4 * (n_anchor + n_gap)} for "
-                          f"{n} rows with {n_anchor} float32 anchors and {n_gap} escaped gaps (corrupted)")
-    wide = np.frombuffer(raw, "<f4", count=n_anchor, offset=fixed).astype(np.float64)
-    escaped = np.frombuffer(raw, "<u4", count=n_gap, offset=fixed + 4 * n_anchor)
-    if (mags[mags != ANCHOR_ESCAPE] > 0x7BFF).any() or not (np.isfinite(wide) & (wide <= 0)).all():
-        raise SchemaError("log-prob blob decodes to a non-finite or positive anchor (corrupted)")
-    anchor = 0.0 - (mags.astype(np.uint16) & 0x7FFF).view(np.float16).astype(np.float64)  # 0.0 - 0.0 is +0.0
-    anchor[mags == ANCHOR_ESCAPE] = wide
-    q = np.cumsum(bitpack.unescape_u8(small, escaped).reshape(k - 1, n).T, axis=1)
-    out = np.empty((n, k), dtype=np.float32)
-    out[:, 0] = anchor
-    out[:, 1:] = anchor[:, None] - q * spec.step
-    return out
+    if n == 0:
+        _decompress(spec, blob, "ids", 0, 0)
+        return np.zeros((0, k), np.int32)
+    cur = _decompress(spec, blob, "ids", 6 + n * k, 7 + 16 * n * k)
+    size = int(cur.array("<u4", 1)[0])
+    if not 1 <= size <= n * k:
+        raise SchemaError(f"ids blob has a table of {size} distinct ids for {n * k} ids (corrupted)")
+    table = np.cumsum(bitpack.rice_decode(cur, size, 1)[:, 0])
+    index = bitpack.from_planes(cur.take(n * k * bitpack.id_width(size)), n * k, bitpack.id_width(size))
+    cur.done()
+    if table[-1] >= spec.vocab_size:
+        raise SchemaError(f"ids blob decodes to token id {int(table[-1])} >= vocab_size={spec.vocab_size} "
+                          f"(another vocabulary, or corrupted)")
+    if int(index.max()) >= size:
+        raise SchemaError(f"ids blob points at entry {int(index.max())} of a table of {size} ids (corrupted)")
+    return table[index].astype(np.int32).reshape(n, k)
+
+
+# log-probs: a non-negative (n, k) integer matrix, Rice coded per rank. lossless: the 15-bit fp16 magnitude of the
+# top-1 (the sign is always -), then each rank's difference to the previous one (>= 0 along a sorted row).
+# quantized: q_j = round(-lp_j / step) for every rank, the top-1 as is, then q_j - q_(j-1) (>= 0: rint is monotone).
+def _lossless_parts(lps: np.ndarray) -> list[bytes]:
+    mag = (lps.astype(np.float16).view(np.uint16) & 0x7FFF).astype(np.int64)
+    return [bitpack.rice_encode(np.diff(mag, axis=1, prepend=0))] if len(lps) else []
+
+
+def _quantized_parts(spec: CodecSpec, lps: np.ndarray) -> list[bytes]:
+    q = np.rint(lps.astype(np.float64) / -spec.step).astype(np.int64)
+    return [bitpack.rice_encode(np.diff(q, axis=1, prepend=0))] if len(lps) else []
+
+
+def _decode_lossless(spec: CodecSpec, blob: bytes, n: int) -> np.ndarray:
+    mag = _decode_rows(spec, blob, n, limit=0x7BFF)  # the largest finite fp16 magnitude
+    bits = np.where(mag > 0, mag | 0x8000, 0).astype(np.uint16)  # sign back on; 0 stays +0.0
+    return bits.view(np.float16).astype(np.float32)
+
+
+def _decode_quantized(spec: CodecSpec, blob: bytes, n: int) -> np.ndarray:
+    q = _decode_rows(spec, blob, n, limit=int(FP16_MAX / spec.step) + 1)
+    return (0.0 - q * spec.step).astype(np.float32)  # 0.0 - 0.0 is +0.0
+
+
+def _decode_rows(spec: CodecSpec, blob: bytes, n: int, limit: int) -> np.ndarray:
+    """The (n, k) matrix of per-row running sums; SchemaError when a sum passes `limit` (no such input exists)."""
+    k = spec.k
+    if n == 0:
+        _decompress(spec, blob, "log-prob", 0, 0)
+        return np.zeros((0, k), dtype=np.int64)
+    # each value costs 1..89 bits: a unary part of 1..UNARY_CAP + 1, up to MAX_PARAM low bits, a 32-bit escape
+    cur = _decompress(spec, blob, "log-prob", k + (n * k + 7) // 8, k + 2 + 12 * n * k)
+    rows = np.cumsum(bitpack.rice_decode(cur, n, k), axis=1)
+    cur.done()
+    if rows.size and int(rows.max()) > limit:
+        raise SchemaError(f"log-prob blob decodes to a value beyond what any input gives (corrupted)")
+    return rows

@@ -18,7 +18,7 @@ class CaptureConfig(JobConfig):
     name: str | None = None  # folder name for this model (default: last part of `model`)
     k: int = 10  # *output* top-k width; 0 = tokens and offsets only (the pivot's tokenisation)
     codec: str = "lossless"  # *output* lossless | quantized
-    quant_step: float = 0.04  # *output* quantized codec step (max error step/2 + fp16 rounding of the anchor)
+    quant_step: float = 0.04  # *output* quantized codec grid step: every log-prob within step/2
     shard_size: int = 256  # *output* samples per shard (the shard plan)
     max_length: int = 2048  # *output* tokens per sample, prompt included
     overlength: str = "truncate"  # *output* truncate | skip | error
