@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.capture import codec
+from _large_tokenizers import read_texts
 
 K = 10
 CACHE = Path(os.environ.get("LOGITFUSE_CACHE", Path.home() / ".cache" / "logitfuse")) / "bench_codec"
@@ -47,19 +48,7 @@ def _stdlib_texts(budget_chars: int, skip: int = 0) -> list[str]:
     """Python stdlib sources in a stable order (every `skip`-th file left out when skip > 0), up to a budget."""
     root = sysconfig.get_paths()["stdlib"]
     files = sorted(f for f in glob.glob(os.path.join(root, "**", "*.py"), recursive=True) if "site-packages" not in f)
-    out, total = [], 0
-    for i, f in enumerate(files):
-        if skip and i % skip == 0:
-            continue
-        try:
-            text = Path(f).read_text(encoding="utf-8")
-        except (UnicodeDecodeError, OSError):
-            continue
-        out.append(text)
-        total += len(text)
-        if total >= budget_chars:
-            break
-    return out
+    return read_texts([f for i, f in enumerate(files) if not (skip and i % skip == 0)], budget_chars)
 
 
 def build_teacher():
