@@ -152,3 +152,16 @@ class JobConfig:
         """sha256 of the named fields: the fields that change what the job writes."""
         d = self.to_dict()
         return hashlib.sha256(json.dumps({k: d[k] for k in keys}, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def local_path(p: str | None) -> str | None:
+    """An absolute path for a local file or folder; Hub ids, URLs and ``tiny:`` names are returned unchanged.
+
+    Jobs resolve their paths in the driver: Ray workers (Ray Train's above all) do not share its working directory.
+    """
+    if not p or "://" in p or p.startswith("tiny:"):
+        return p
+    path = Path(p).expanduser()
+    if path.exists() or path.is_absolute() or p.startswith(".") or len(path.parts) != 2:
+        return str(path.resolve())
+    return p  # ORG/NAME that is not a local folder: a Hub id

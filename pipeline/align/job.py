@@ -14,6 +14,7 @@ from pipeline.align.config import AlignConfig, SourceSpec
 from pipeline.align.vocab_map import (build_vocab_map, check_map_matches, gather_cooc, map_array, read_vocab_map,
                                       summarize, write_vocab_map)
 from pipeline.capture.model import load_tokenizer, tokenizer_fingerprint
+from pipeline.config import local_path
 from pipeline.errors import AlignmentError
 from pipeline.io.reader import ShardSet
 from pipeline.io.writer import ShardSetWriter
@@ -121,6 +122,10 @@ def flags_meta(k: int, src: ShardSet, piv: ShardSet) -> dict[str, str]:
 
 def run_align(cfg: AlignConfig) -> dict[str, Manifest]:
     """Align every source of ``cfg`` onto the pivot; resumable per shard."""
+    cfg.pivot, cfg.pivot_model = local_path(cfg.pivot), local_path(cfg.pivot_model)
+    cfg.output = str(Path(cfg.output).resolve())  # to be created: never a Hub id
+    for s in cfg.sources:
+        s.shards, s.model, s.vocab_map = local_path(s.shards), local_path(s.model), local_path(s.vocab_map)
     piv = ShardSet(cfg.pivot)
     piv_tok = load_tokenizer(cfg.pivot_model)
     check_tokenizer(piv, piv_tok, cfg.pivot_model)

@@ -14,6 +14,7 @@ from pipeline.capture.config import CaptureConfig
 from pipeline.capture.inputs import Sample, load_samples, plan_fingerprint
 from pipeline.capture.model import (load_tokenizer, model_fingerprint, resolve_device, resolve_dtype,
                                     resolve_model_path, template_fingerprint, tokenizer_fingerprint)
+from pipeline.config import local_path
 from pipeline.errors import ConfigError, ModelLoadError
 from pipeline.io.writer import ShardSetWriter
 from pipeline.ray_utils import unwrap_errors
@@ -61,6 +62,8 @@ def _plan_table(samples: list[Sample], shard_size: int, shards: list[int]) -> pa
 def run_capture(cfg: CaptureConfig) -> Manifest:
     """Capture ``cfg.model`` over ``cfg.input``; resumes, and refuses a folder of another configuration."""
     t0 = time.time()
+    cfg.input, cfg.model = local_path(cfg.input), local_path(cfg.model)
+    cfg.output = str(Path(cfg.output).resolve())  # to be created: never a Hub id
     samples = load_samples(cfg.input, cfg.limit)
     tok = load_tokenizer(cfg.model)
     vocab = _vocab_size(cfg, tok)

@@ -6,6 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from pipeline.config import local_path
 from pipeline.errors import TrainError
 from pipeline.train import checkpoint
 from pipeline.train.config import TrainConfig
@@ -25,6 +26,10 @@ def run_train(cfg: TrainConfig) -> dict:
     from pipeline.train.loop import train_loop
     from pipeline.train.plots import loss_curves
 
+    cfg.pivot_model, cfg.pivot_shards = local_path(cfg.pivot_model), local_path(cfg.pivot_shards)
+    cfg.resume_from = local_path(cfg.resume_from)
+    for s in cfg.sources:
+        s.shards = local_path(s.shards)
     data = FusionData(cfg.pivot_shards, [s.shards for s in cfg.sources])
     data.check()  # a missing or corrupted shard stops the job here, before any step
     run_dir = Path(cfg.output).resolve() / cfg.run_name

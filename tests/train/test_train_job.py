@@ -118,3 +118,14 @@ def test_sft_only_and_bad_settings(fusion_shards, tmp_path):
         TrainConfig.load(train_yaml(tmp_path, fusion_shards), ["loss.lamda_gld=1"])
     with pytest.raises(ConfigError, match="lambda_uld, lambda_gld and lambda_kl are all 0"):
         TrainConfig.load(train_yaml(tmp_path, fusion_shards), ["loss.lambda_uld=0", "loss.lambda_gld=0"])
+
+
+def test_relative_paths_work_although_ray_train_workers_run_elsewhere(fusion_shards, tmp_path, monkeypatch):
+    monkeypatch.chdir(fusion_shards.parent)
+    rel = Path(fusion_shards.name)
+    cfg = TrainConfig.load(None, ["pivot_model=tiny:tiny-llama-pivot", f"pivot_shards={rel / 'tiny-llama-pivot'}",
+                                  f"sources=[{{shards: {rel / 'aligned' / 'tiny-gpt2-bpe'}}}]",
+                                  f"output={tmp_path.name}-rel-runs", "max_steps=2", "batch_size=4",
+                                  "progress=false"])
+    res = run_train(cfg)
+    assert res["step"] == 2 and Path(res["model"]).is_absolute()
