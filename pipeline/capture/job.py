@@ -16,7 +16,8 @@ from pipeline.capture.model import (load_tokenizer, model_fingerprint, resolve_d
                                     resolve_model_path, template_fingerprint, tokenizer_fingerprint)
 from pipeline.config import local_path
 from pipeline.errors import ConfigError, ModelLoadError
-from pipeline.io.writer import ShardSetWriter
+from pipeline.io.atomic import write_text
+from pipeline.io.writer import ShardSetWriter, shard_file
 from pipeline.ray_utils import unwrap_errors
 from schemas import logit_shard
 from schemas.manifest import Manifest
@@ -37,6 +38,13 @@ def _vocab_size(cfg: CaptureConfig, tok) -> int:
     except Exception as e:
         raise ModelLoadError(f"cannot load the model config of {cfg.model!r}: {e}") from None
     return int(getattr(mc, "vocab_size", None) or len(tok))
+
+
+def codec_version() -> int:
+    """Blob layout version of the codec module (part of the run fingerprint)."""
+    from pipeline.capture.codec import VERSION
+
+    return VERSION
 
 
 def _codec(cfg: CaptureConfig, vocab: int) -> dict | None:
@@ -74,9 +82,10 @@ def run_capture(cfg: CaptureConfig) -> Manifest:
     codec = _codec(cfg, vocab)
     fps = {"model": model_fingerprint(cfg.model), "tokenizer": tokenizer_fingerprint(tok),
            "chat_template": template_fingerprint(tok), "plan": plan_fingerprint(samples)}
-    describe = {k: getattr(cfg, k) for k in CaptureConfig.OUTPUT_KEYS} | fps | {"dtype": dtype}
-    fingerprint = hashlib.sha256(json.dumps([cfg.fingerprint(list(CaptureConfig.OUTPUT_KEYS)), fps, dtype],
-                                            sort_keys=True).encode()).hexdigest()[:16]
+    versions = {"schema_version": logit_shard.VERSION, "codec_version": codec_version() if codec else None}
+    describe = {k: getattr(cfg, k) for k in CaptureConfig.OUTPUT_KEYS} | fps | {"dtype": dtype} | versions
+    fingerprint = hashlib.sha256(json.dumps([cfg.fingerprint(list(CaptureConfig.OUTPUT_KEYS)), fps, dtype,
+                                             versions], sort_keys=True).encode()).hexdigest()[:16]
     name = model_name(cfg)
     out = Path(cfg.output) / name
     writer = ShardSetWriter(out, fingerprint, describe, overwrite=cfg.overwrite)
@@ -91,13 +100,12 @@ def run_capture(cfg: CaptureConfig) -> Manifest:
     else:
         extra |= {"codec": "none"}
     schema = logit_shard.schema(extra)
-    pad = real = 0
-    forward_s = 0.0
     if missing:
-        pad, real, forward_s = _run_pipeline(cfg, samples, missing, writer, schema, codec, device, dtype)
-    counts = _counts(out, n_shards, writer)
-    stats = {"padding_fraction": pad / max(pad + real, 1), "seconds": round(time.time() - t0, 3),
-             "forward_seconds": round(forward_s, 3), "shards_computed": len(missing)}
+        _run_pipeline(cfg, samples, missing, writer, schema, codec, device, dtype)
+    counts, fwd = _counts(out, n_shards)
+    stats = {"padding_fraction": fwd["pad_tokens"] / max(fwd["pad_tokens"] + fwd["real_tokens"], 1),
+             "forward_seconds": round(fwd["forward_seconds"], 3), "seconds": round(time.time() - t0, 3),
+             "shards_computed": len(missing)}
     manifest = Manifest(kind="logits", shard_schema=logit_shard.NAME, shard_schema_version=logit_shard.VERSION,
                         name=name, config_fingerprint=fingerprint, shard_size=cfg.shard_size,
                         num_samples=len(samples), plan_fingerprint=fps["plan"], shards=[],
@@ -105,19 +113,25 @@ def run_capture(cfg: CaptureConfig) -> Manifest:
     return writer.finalize(manifest)
 
 
-def _counts(out: Path, n_shards: int, writer: ShardSetWriter) -> dict[str, int]:
+def _counts(out: Path, n_shards: int) -> tuple[dict[str, int], dict[str, float]]:
+    """Status counts read from the shards, and forward statistics summed over every shard's stats file."""
     import pyarrow.parquet as pq
 
     counts = {"truncated": 0, "skipped": 0, "samples": 0}
+    stats = {"pad_tokens": 0, "real_tokens": 0, "forward_seconds": 0.0}
     for i in range(n_shards):
-        status = pq.read_table(out / f"part-{i:05d}.parquet", columns=["status"]).column("status")
+        status = pq.read_table(out / shard_file(i), columns=["status"]).column("status")
         counts["truncated"] += pc.sum(pc.equal(status, "truncated")).as_py() or 0
         counts["skipped"] += pc.sum(pc.equal(status, "skipped")).as_py() or 0
         counts["samples"] += len(status)
-    return counts
+        side = out / "_progress" / f"stats-{i:05d}.json"
+        if side.exists():  # written with the shard; absent only for shards of an older logitfuse
+            for k, v in json.loads(side.read_text()).items():
+                stats[k] += v
+    return counts, stats
 
 
-def _run_pipeline(cfg, samples, missing, writer, schema, codec, device, dtype) -> tuple[int, int, float]:
+def _run_pipeline(cfg, samples, missing, writer, schema, codec, device, dtype) -> None:
     import ray
     from ray.data import ActorPoolStrategy
     from tqdm import tqdm
@@ -141,31 +155,29 @@ def _run_pipeline(cfg, samples, missing, writer, schema, codec, device, dtype) -
                                                    torch_threads=cfg.torch_threads))
     ds = ds.map_batches(encode_batch, batch_size=None, batch_format="pyarrow", num_cpus=0.5,
                         fn_kwargs=dict(codec=codec))
-    pad = real = 0
-    forward_s = 0.0
     pending: list[pa.Table] = []
     queue = list(missing)
     want = _rows_in(queue[0], cfg.shard_size, len(samples))
     have = 0
     bar = tqdm(total=len(missing), desc=f"capture {writer.folder.name}", unit="shard", disable=not cfg.progress)
     for batch in unwrap_errors(ds.iter_batches(batch_format="pyarrow", batch_size=None)):
-        pad += pc.sum(batch.column("pad_tokens")).as_py() or 0
-        real += pc.sum(batch.column("real_tokens")).as_py() or 0
-        forward_s += pc.sum(batch.column("forward_seconds")).as_py() or 0.0
         while batch.num_rows:
             take = min(want - have, batch.num_rows)
             pending.append(batch.slice(0, take))
             batch, have = batch.slice(take), have + take
             if have == want:
                 table = pa.concat_tables(pending)
+                # one Ray Data block is one shard, so the actor's counters in it are this shard's own
+                shard_stats = {k: pc.sum(table.column(k)).as_py() or 0
+                               for k in ("pad_tokens", "real_tokens", "forward_seconds")}
                 table = table.select(schema.names).cast(schema)
                 writer.write_shard(queue[0], table, tokens=pc.sum(table.column("n_positions")).as_py() or 0)
+                write_text(writer.folder / "_progress" / f"stats-{queue[0]:05d}.json", json.dumps(shard_stats))
                 bar.update(1)
                 queue.pop(0)
                 pending, have = [], 0
                 want = _rows_in(queue[0], cfg.shard_size, len(samples)) if queue else 0
     bar.close()
-    return pad, real, forward_s
 
 
 def _rows_in(shard: int, size: int, n: int) -> int:

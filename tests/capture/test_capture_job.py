@@ -51,6 +51,8 @@ def test_rerun_skips_complete_shards_and_refuses_other_config(captured, tiny_jso
     out, manifests = captured
     again = run_capture(_cfg(tiny_jsonl, out, "tiny:tiny-gpt2-bpe"))
     assert again.stats["shards_computed"] == 0
+    # statistics cover every shard, not only those this run computed
+    assert again.stats["padding_fraction"] == manifests["tiny-gpt2-bpe"].stats["padding_fraction"] > 0
     assert [s.sha256 for s in again.shards] == [s.sha256 for s in manifests["tiny-gpt2-bpe"].shards]
     with pytest.raises(ShardError, match=r"another configuration \(differs in: .*k.*overwrite=true"):
         run_capture(_cfg(tiny_jsonl, out, "tiny:tiny-gpt2-bpe", "k=4"))
