@@ -60,9 +60,9 @@ def _epoch(data, names: list[str], epoch: int, pad_id: int = 0, with_shard: bool
     """Every collated batch of one epoch, one at a time; yields (Batch, shard file of its last row or None)."""
     from pipeline.train.data import collate
 
-    for rows in data.batches(SEED, epoch, 0, WORLD, BATCH_SIZE):
-        b = collate(rows, names, False, "error", pad_id)  # use_mapped=False: the default loss reads rank space
-        yield b, rows[-1][2] if with_shard else None
+    for rows in data.batches(SEED, epoch, 0, WORLD, BATCH_SIZE):  # use_mapped=False: the default loss's columns
+        b = collate(rows, "error", pad_id)
+        yield b, rows[-1][0].where if with_shard else None
 
 
 # ---------------------------------------------------------------------------------------------------- throughput
@@ -138,7 +138,7 @@ def bench_throughput(repeats: int, steps: int, threads: list[int]) -> None:
     common = {"batch_size": BATCH_SIZE, "repeats": repeats}
     emit("loader_tokens_per_s", round(lo, 1), cpu_tokens_per_s=round(statistics.median(loader_cpu), 1),
          min=round(min(loader), 1), max=round(max(loader), 1), set="1x", shards=shards, shard_size=size,
-         batches_per_epoch=data.steps_per_epoch(BATCH_SIZE, WORLD, SEED), **common,
+         batches_per_epoch=data.steps_per_epoch(BATCH_SIZE, WORLD, SEED, 1), **common,
          what="FusionData.batches + collate, one epoch, tokens = response positions (Batch.tokens)")
     med = {n: statistics.median(v) for n, v in step.items()}
     for n in threads:
