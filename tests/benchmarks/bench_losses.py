@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.losses import gld_rank_loss, gld_vocab_loss
+from pipeline.losses.reference import gld_and_exact_gw
 from _memory import reset_peak, rss_kib
 
 T, K, V = 2048, 10, 32000
@@ -149,21 +150,11 @@ def bench_memory() -> None:
 
 # ---------------------------------------------------------------------------------------------------- GW
 def bench_gw(seeds: int, pairs: int = 30, m: int = 8, k: int = 6) -> None:
-    import ot
     from scipy.stats import pearsonr, spearmanr
 
     rhos, pearsons = [], []
-    uniform = np.full(k, 1.0 / k)
     for seed in range(seeds):
-        rng = np.random.default_rng(seed)
-        gld, gw = [], []
-        for _ in range(pairs):
-            s = torch.tensor(rng.normal(size=(1, m, k)) * rng.uniform(0.3, 3)).log_softmax(-1)
-            t = torch.tensor(rng.normal(size=(1, m, k)) * rng.uniform(0.3, 3)).log_softmax(-1)
-            gld.append(gld_rank_loss(s, t, torch.ones(1, m, dtype=torch.bool)).item())
-            a = s[0].exp().sort(-1, descending=True).values.numpy()
-            b = t[0].exp().sort(-1, descending=True).values.numpy()
-            gw.append(ot.gromov.gromov_wasserstein2(a.T @ a, b.T @ b, uniform, uniform, loss_fun="square_loss"))
+        gld, gw = gld_and_exact_gw(pairs, m, k, seed)
         rhos.append(spearmanr(gld, gw).statistic)
         pearsons.append(pearsonr(gld, gw).statistic)
     emit("gld_vs_exact_gw_spearman", round(float(np.median(rhos)), 3), min=round(float(min(rhos)), 3),

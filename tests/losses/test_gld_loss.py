@@ -140,18 +140,10 @@ def test_unknown_normalize_names_the_setting():
 
 
 def _gw_pairs(n_pairs=30, m=8, k=6, seed=0):
-    ot = pytest.importorskip("ot")
-    rng = np.random.default_rng(seed)
-    gld, gw = [], []
-    uniform = np.full(k, 1.0 / k)
-    for _ in range(n_pairs):
-        s = torch.tensor(rng.normal(size=(1, m, k)) * rng.uniform(0.3, 3)).log_softmax(-1)
-        t = torch.tensor(rng.normal(size=(1, m, k)) * rng.uniform(0.3, 3)).log_softmax(-1)
-        gld.append(gld_rank_loss(s, t, torch.ones(1, m, dtype=torch.bool)).item())
-        a = s[0].exp().sort(-1, descending=True).values.numpy()
-        b = t[0].exp().sort(-1, descending=True).values.numpy()
-        gw.append(ot.gromov.gromov_wasserstein2(a.T @ a, b.T @ b, uniform, uniform, loss_fun="square_loss"))
-    return np.array(gld), np.array(gw)
+    pytest.importorskip("ot")
+    from pipeline.losses.reference import gld_and_exact_gw
+
+    return gld_and_exact_gw(n_pairs, m, k, seed)
 
 
 def _spearman(x, y):
