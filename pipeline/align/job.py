@@ -169,8 +169,8 @@ def _align_source(cfg: AlignConfig, spec: SourceSpec, piv: ShardSet, piv_tok) ->
                 shard_table, counts = ray.get(done[0])
             except ray.exceptions.RayTaskError as e:
                 raise original_error(e) from None
+            _save_counts(out, refs[done[0]], counts)  # before the shard's sidecar, which marks it complete
             writer.write_shard(refs[done[0]], shard_table, tokens=int(sum(counts.values())))
-            _save_counts(out, refs[done[0]], counts)
             bar.update(1)
         bar.close()
     counts = _load_counts(out, len(piv))

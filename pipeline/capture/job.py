@@ -125,7 +125,7 @@ def _counts(out: Path, n_shards: int) -> tuple[dict[str, int], dict[str, float]]
         counts["skipped"] += pc.sum(pc.equal(status, "skipped")).as_py() or 0
         counts["samples"] += len(status)
         side = out / "_progress" / f"stats-{i:05d}.json"
-        if side.exists():  # written with the shard; absent only for shards of an older logitfuse
+        if side.exists():  # written before the shard; absent only for shards of an older logitfuse
             for k, v in json.loads(side.read_text()).items():
                 stats[k] += v
     return counts, stats
@@ -171,8 +171,9 @@ def _run_pipeline(cfg, samples, missing, writer, schema, codec, device, dtype) -
                 shard_stats = {k: pc.sum(table.column(k)).as_py() or 0
                                for k in ("pad_tokens", "real_tokens", "forward_seconds")}
                 table = table.select(schema.names).cast(schema)
-                writer.write_shard(queue[0], table, tokens=pc.sum(table.column("n_positions")).as_py() or 0)
+                # stats first: the shard's sidecar (written last by write_shard) is what marks it complete
                 write_text(writer.folder / "_progress" / f"stats-{queue[0]:05d}.json", json.dumps(shard_stats))
+                writer.write_shard(queue[0], table, tokens=pc.sum(table.column("n_positions")).as_py() or 0)
                 bar.update(1)
                 queue.pop(0)
                 pending, have = [], 0

@@ -29,13 +29,13 @@ def test_sigkill_then_rerun_equals_uninterrupted(ray_session, tiny_jsonl, tmp_pa
                             env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
-        if progress.is_dir() and len(list(progress.glob("*.json"))) >= 2:
+        if progress.is_dir() and len(list(progress.glob("part-*.json"))) >= 2:
             break
         time.sleep(0.02)
     assert proc.poll() is None, "the capture finished before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
     proc.wait()
-    done_before = len(list(progress.glob("*.json")))
+    done_before = len(list(progress.glob("part-*.json")))
     assert 2 <= done_before < len(clean.shards)
     with pytest.raises(ShardError, match="no manifest.json"):
         ShardSet(out / "tiny-gpt2-bpe")  # nothing half-written is visible
