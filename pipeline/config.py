@@ -139,7 +139,11 @@ class JobConfig:
                 raise ConfigError(f"config file {str(p)!r} is not valid YAML: {e}") from None
             if not isinstance(data, dict):
                 raise ConfigError(f"config file {str(p)!r} must hold a mapping at the top level")
-        data = _merge(data, parse_overrides(overrides or []))
+        return cls.from_dict(_merge(data, parse_overrides(overrides or [])))
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict) -> T:
+        """Build from a nested dict (e.g. ``to_dict()`` sent to Ray workers), unknown keys refused, validated."""
         cfg = _from_dict(cls, data)
         cfg.validate()
         return cfg

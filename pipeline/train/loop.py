@@ -53,8 +53,9 @@ def train_loop(config: dict) -> None:
     from transformers import AutoModelForCausalLM
 
     from pipeline.capture.model import resolve_model_path
+    from pipeline.train.config import TrainConfig
 
-    cfg = _config(config["cfg"])
+    cfg = TrainConfig.from_dict(config["cfg"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(cfg.torch_threads or max(1, (os.cpu_count() or 1) // ctx.get_local_world_size()))
@@ -120,13 +121,6 @@ def train_loop(config: dict) -> None:
             break
     if rank == 0:
         _save_model(lm, cfg, Path(config["run_dir"]) / "model")
-
-
-def _config(d: dict):
-    from pipeline.config import _from_dict
-    from pipeline.train.config import TrainConfig
-
-    return _from_dict(TrainConfig, d)
 
 
 def _report(rank, student, optimizer, scheduler, state, terms) -> None:
