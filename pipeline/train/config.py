@@ -31,6 +31,7 @@ class TrainConfig(JobConfig):
     epochs: int = 1
     max_steps: int | None = None  # stop early (counted over all epochs)
     batch_size: int = 8  # samples per worker per step
+    shuffle_shards: int = 8  # rows are shuffled across this many shards at a time (memory: that many per set)
     lr: float = 5e-4
     weight_decay: float = 0.0
     warmup_steps: int = 10
@@ -51,8 +52,8 @@ class TrainConfig(JobConfig):
     progress: bool = True
 
     # fields that change the result: a resumed run must match them
-    RESULT_KEYS = ("pivot_model", "loss", "epochs", "max_steps", "batch_size", "lr", "weight_decay", "warmup_steps",
-                   "schedule", "grad_clip", "seed", "nan_policy", "num_workers")
+    RESULT_KEYS = ("pivot_model", "loss", "epochs", "max_steps", "batch_size", "shuffle_shards", "lr", "weight_decay",
+                   "warmup_steps", "schedule", "grad_clip", "seed", "nan_policy", "num_workers")
 
     def validate(self) -> None:
         """Raise ConfigError naming the field at fault."""
@@ -66,6 +67,7 @@ class TrainConfig(JobConfig):
                 raise ConfigError(f"train: sources[{i}].weight must be >= 0")
         checks = [
             (self.epochs >= 1, "epochs must be >= 1"), (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.shuffle_shards >= 1, "shuffle_shards must be >= 1"),
             (self.lr > 0, "lr must be > 0"), (self.warmup_steps >= 0, "warmup_steps must be >= 0"),
             (self.schedule in ("cosine", "constant"), f"schedule must be cosine or constant, got {self.schedule!r}"),
             (self.checkpoint_every >= 1, "checkpoint_every must be >= 1"),

@@ -1,8 +1,11 @@
 """Fusion training data: the pivot's token shards zipped by index with every source's aligned shards.
 
-Order is a pure function of (seed, epoch, rank): shards are permuted per epoch and dealt round-robin to workers,
-rows are permuted within a shard. Only one shard per set is decoded at a time, list columns are sliced straight
-from the Arrow buffers as numpy views, and a resumed run skips whole shards by their manifest row counts.
+Order is a pure function of (seed, epoch, rank, window): shards are permuted per epoch and dealt round-robin to
+workers; each worker takes its shards ``window`` at a time and permutes the rows of those shards together. Capture
+plans order samples by id, so a shard often holds one task or one origin only (ids share prefixes): shuffling rows
+within single shards would train on runs of one task at a time. At most ``window`` shards per set are decoded at
+once, list columns are sliced straight from the Arrow buffers as numpy views, and a resumed run skips whole windows
+by their manifest row counts.
 """
 
 from __future__ import annotations
@@ -113,18 +116,25 @@ class FusionData:
                          piv.column("response_start").to_numpy(), piv.column("n_positions").to_numpy(), sources)
 
     def batches(self, seed: int, epoch: int, rank: int, world: int, batch_size: int, start_step: int = 0,
-                use_mapped: bool = False) -> Iterator[list[tuple[ShardRows, int]]]:
-        """Batches of (shard, row) from ``start_step`` of ``epoch`` for this worker."""
+                use_mapped: bool = False, window: int = 8) -> Iterator[list[tuple[ShardRows, int]]]:
+        """Batches of (shard, row) from ``start_step`` of ``epoch`` for this worker, rows shuffled across each
+        ``window`` consecutive shards of its order."""
+        if window < 1:
+            raise TrainError(f"shuffle_shards must be >= 1, got {window}")
         skip = start_step * batch_size
         buf: list = []
-        for shard in self.shard_order(seed, epoch, rank, world):
-            rows = self.pivot.manifest.shards[shard].rows
-            if skip >= rows:
-                skip -= rows
+        order = self.shard_order(seed, epoch, rank, world)
+        for g in range(0, len(order), window):
+            group = order[g:g + window]
+            rows = [self.pivot.manifest.shards[shard].rows for shard in group]
+            if skip >= sum(rows):
+                skip -= sum(rows)
                 continue
-            data = self._read(shard, use_mapped)
-            for r in np.random.default_rng([seed, epoch, shard]).permutation(rows)[skip:]:
-                buf.append((data, int(r)))
+            data = [self._read(shard, use_mapped) for shard in group]
+            owner = np.repeat(np.arange(len(group)), rows)
+            local = np.arange(sum(rows)) - np.repeat(np.cumsum(rows) - rows, rows)
+            for i in np.random.default_rng([seed, epoch, rank, g]).permutation(sum(rows))[skip:]:
+                buf.append((data[owner[i]], int(local[i])))
                 if len(buf) == batch_size:
                     yield buf
                     buf = []

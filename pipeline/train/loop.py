@@ -87,7 +87,8 @@ def train_loop(config: dict) -> None:
     t_last, tokens_since = time.perf_counter(), 0
     for epoch in range(step // spe, cfg.epochs):
         in_epoch = step - epoch * spe
-        for rows in data.batches(cfg.seed, epoch, rank, world, cfg.batch_size, in_epoch, use_mapped):
+        for rows in data.batches(cfg.seed, epoch, rank, world, cfg.batch_size, in_epoch, use_mapped,
+                                 cfg.shuffle_shards):
             if in_epoch >= spe or step >= total:
                 break
             b = collate(rows, cfg.nan_policy, pad_id)

@@ -8,7 +8,8 @@ tiny-llama-sp with k=10) and aligned with the real align job, for a 1x set (4 sh
 (40 shards of 64). The sets are cached under ``~/.cache/logitfuse/bench_loader/`` (``_fusion_data.py``); the first
 run builds them with one local Ray (~4 min on two cores), later runs only verify them (~2 min in all).
 
-- Loader: ``FusionData.batches`` + ``collate`` over one epoch of the 1x set (batch_size 8, world 1), tokens/s
+- Loader: ``FusionData.batches`` + ``collate`` over one epoch of the 1x set (batch_size 8, world 1, rows shuffled
+  across 4 shards), tokens/s
   delivered (sum of ``Batch.tokens``, the response positions the loss trains on), wall and CPU.
 - Step: what ``train_loop`` does per step on the tiny pivot, in-process without Ray and on batches collated
   beforehand (so the loader is not in this timing): ``Student`` forward with the chunked head, ``fusion_loss`` with
@@ -22,8 +23,8 @@ run builds them with one local Ray (~4 min on two cores), later runs only verify
   rounds, so the ratios come from the same machine state.
 - Memory: growth of the peak RSS (VmHWM, reset through /proc/self/clear_refs) over one full epoch of loader +
   collate, each set in a fresh subprocess, after a one-batch warm-up whose cost (Arrow's one-time init) is reported
-  apart; median over repeats. The loader holds one shard per shard set at a time, so the 10x figure should match
-  the 1x one (goal: ratio ~ 1).
+  apart; median over repeats. The loader holds ``WINDOW`` (4) shards per shard set at a time: the whole 1x set, a
+  tenth of the 10x set, so the 10x figure should match the 1x one (goal: ratio ~ 1).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import _fusion_data  # noqa: E402
 SETS = {"1x": (4, 64), "10x": (40, 64)}  # name: (shards, samples per shard)
 K = 10  # sources' captured top-k
 BATCH_SIZE, SEED, WORLD = 8, 0, 1
+WINDOW = 4  # shuffle_shards: rows are shuffled across 4 shards at a time (the whole 1x set, a tenth of the 10x set)
 
 
 def emit(figure: str, value, **extra) -> None:
@@ -60,7 +62,7 @@ def _epoch(data, names: list[str], epoch: int, pad_id: int = 0, with_shard: bool
     """Every collated batch of one epoch, one at a time; yields (Batch, shard file of its last row or None)."""
     from pipeline.train.data import collate
 
-    for rows in data.batches(SEED, epoch, 0, WORLD, BATCH_SIZE):  # use_mapped=False: the default loss's columns
+    for rows in data.batches(SEED, epoch, 0, WORLD, BATCH_SIZE, window=WINDOW):  # use_mapped=False: default loss
         b = collate(rows, "error", pad_id)
         yield b, rows[-1][0].where if with_shard else None
 

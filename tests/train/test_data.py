@@ -34,6 +34,29 @@ def test_resume_from_a_step_continues_the_same_stream(data):
     assert ids(data.batches(0, 2, 0, 1, 4)) != full  # another epoch, another order
 
 
+@pytest.mark.parametrize("window", [1, 2, 3])
+def test_resume_inside_and_across_shuffle_windows(data, window):
+    full = ids(data.batches(0, 1, 0, 1, 4, window=window))
+    for start in (1, 5, len(full) - 1):
+        assert ids(data.batches(0, 1, 0, 1, 4, start_step=start, window=window)) == full[start:]
+
+
+def test_shuffle_window_mixes_rows_of_several_shards(data):
+    # Capture plans sort samples by id, so one shard can hold a single task: batches must mix shards.
+    n = len(data.pivot)
+    assert n >= 3
+    def shards_per_batch(window):
+        return [len({d.where for d, _ in b}) for b in data.batches(0, 0, 0, 1, 8, window=window)]
+    seen = [s for b in ids(data.batches(0, 0, 0, 1, 1, window=n)) for s in b]
+    assert sorted(seen) == sorted(s for i in range(n) for s in data.pivot.read(i, ["sample_id"]).column(0).to_pylist())
+    mixed = shards_per_batch(n)
+    assert sum(c > 1 for c in mixed) > 0.8 * len(mixed)
+    single = shards_per_batch(1)  # one shard at a time: only batches that straddle a shard boundary mix
+    assert sum(c > 1 for c in single) < n
+    with pytest.raises(Exception, match="shuffle_shards must be >= 1"):
+        next(iter(data.batches(0, 0, 0, 1, 8, window=0)))
+
+
 def test_collate_places_targets_and_teachers(data):
     batch = next(iter(data.batches(0, 0, 0, 1, 4)))
     b = collate(batch, "error", pad_id=0)
