@@ -32,3 +32,16 @@ def test_summary_and_markdown():
     summary = fusion.summarize(rows)
     assert summary["a"]["arithmetic"][0] == pytest.approx(0.6) and summary["a"]["dyck"][1] == pytest.approx(0.1)
     assert "| a | 60.0 ± 10.0 | 20.0 ± 10.0 | 40.0 |" in fusion.markdown(summary, 2)
+
+
+def test_profiles_name_known_models_for_every_role(tmp_path):
+    from pipeline.bench.source_train import BENCH_MODELS
+    from pipeline.errors import ConfigError
+
+    for name, profile in fusion.PROFILES.items():
+        assert set(profile.models) == set(fusion.ROLES), name
+        assert all(m in BENCH_MODELS for m in profile.models.values()), name
+    quick, full = (BENCH_MODELS[fusion.PROFILES[p].models["arith-source"]] for p in ("quick", "full"))
+    assert quick.spec.tokenizer_seed == full.spec.tokenizer_seed and quick.train.steps < full.train.steps
+    with pytest.raises(ConfigError, match="no model for \\['pivot'\\]"):
+        fusion.prepare(tmp_path, fusion.Profile(models={"arith-source": "arith-source", "dyck-source": "dyck-source"}))
