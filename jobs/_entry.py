@@ -20,10 +20,12 @@ def fields_help(config_cls) -> str:
     return "\n".join(lines)
 
 
-def main(description: str, config_cls, run: Callable, argv: list[str] | None = None, summary=None) -> int:
-    """Parse arguments, load and validate the config, run the job; exit 2 with a clear message on bad input."""
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=fields_help(config_cls))
+def main(description: str, config_cls, run: Callable, argv: list[str] | None = None, summary=None,
+         prog: str | None = None) -> int:
+    """Parse arguments, load and validate the config, run the job; exit 2 with a clear message on bad input.
+    ``prog``: the name in usage lines (``logitfuse capture``; default: the script's name)."""
+    p = argparse.ArgumentParser(prog=prog, description=description, epilog=fields_help(config_cls),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", nargs="?", help="YAML config file (optional when every field is given as key=value)")
     p.add_argument("overrides", nargs="*", help="key=value overrides")
     args = p.parse_args(argv)

@@ -19,10 +19,10 @@ def summary(m) -> None:
           f"truncated {m.counts['truncated']}, skipped {m.counts['skipped']}")
 
 
-def cli(argv: list[str] | None = None) -> int:
+def cli(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Run the job from command-line arguments."""
     return main("Capture top-k logit shards of one model over a prompt/response dataset.",
-                CaptureConfig, run_capture, argv=argv, summary=summary)
+                CaptureConfig, run_capture, argv=argv, summary=summary, prog=prog)
 
 
 if __name__ == "__main__":

@@ -22,10 +22,10 @@ def summary(manifests) -> None:
               f"n:1 {m.counts.get('n:1', 0)}); vocab map: {shares}")
 
 
-def cli(argv: list[str] | None = None) -> int:
+def cli(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Run the job from command-line arguments."""
     return main("Map source vocabularies onto the pivot's and align their logit shards to the pivot's positions.",
-                AlignConfig, run_align, argv=argv, summary=summary)
+                AlignConfig, run_align, argv=argv, summary=summary, prog=prog)
 
 
 if __name__ == "__main__":

@@ -19,10 +19,10 @@ def summary(result: dict) -> None:
     print(f"trained {result['step']} steps; model: {result['model']}; loss curves: {result['plot']}; last: {last}")
 
 
-def cli(argv: list[str] | None = None) -> int:
+def cli(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Run the job from command-line arguments."""
     return main("Fuse aligned source logits into the pivot with SFT + ULD + GLD on Ray Train.",
-                TrainConfig, run_train, argv=argv, summary=summary)
+                TrainConfig, run_train, argv=argv, summary=summary, prog=prog)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
             if e.name and e.name.startswith("pipeline.commands"):
                 continue  # not built yet
             raise
-        sp = sub.add_parser(name, help=help_text, description=help_text)
+        sp = sub.add_parser(name, help=help_text, description=help_text, epilog=getattr(mod, "EPILOG", None),
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(sp, name)
         sp.set_defaults(_run=mod.run)
     return p

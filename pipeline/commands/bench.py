@@ -4,6 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 
+EPILOG = """fusion: source A (byte-level BPE) trained on multi-step arithmetic, source B (SentencePiece-style)
+on Dyck-language completion, a weak pivot with a third tokenizer. Every variant fine-tunes the
+same pivot on the same fusion data through capture -> align -> train; accuracy is exact match on
+held-out problems no model trained on. Variants: pivot (no training), sft, sft+kl (FuseLLM-style),
+sft+uld, sft+uld+gld(rank), sft+uld+gld(vocab); distillation picks the teacher per sample by
+MinCE, temperature 2. Writes OUT/results.jsonl, OUT/results.md, OUT/accuracy.png.
+
+full profile: about 10 minutes on 2 cores once the models are built (building them: 7-10 minutes,
+once, cached in $LOGITFUSE_CACHE/bench/). Finished runs are reused: a rerun only evaluates."""
+
 
 def add_arguments(p, name: str) -> None:
     """Which benchmark and its sizes."""

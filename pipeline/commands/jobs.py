@@ -17,7 +17,7 @@ def add_arguments(p, name: str) -> None:
 def run_job(name: str, argv: list[str]) -> int:
     """Run job ``name`` with its own argument parsing."""
     mod = importlib.import_module(JOB_MODULES[name])
-    return mod.cli(argv)
+    return mod.cli(argv, prog=f"logitfuse {name}")
 
 
 def run(args) -> int:

@@ -16,11 +16,13 @@ def test_runner_writes_table_and_chart(ray_session, tmp_path, monkeypatch):
                              variants=["pivot", "sft", "sft+uld+gld(vocab)"])
     res = fusion.run_benchmark(tmp_path, profile, progress=False)
     assert [(r["variant"], r["seed"]) for r in res["rows"]] == [
+        ("arith-source (teacher)", 0), ("dyck-source (teacher)", 0),
         ("pivot", 0), ("sft", 0), ("sft", 1), ("sft+uld+gld(vocab)", 0), ("sft+uld+gld(vocab)", 1)]
     assert all(0 <= r[s] <= 1 for r in res["rows"] for s in ("arithmetic", "dyck"))
-    assert res["rows"][1]["steps"] == 8  # 32 fusion samples / batch 4, one epoch
+    assert res["rows"][3]["steps"] == 8  # 32 fusion samples / batch 4, one epoch
     table = (tmp_path / "results.md").read_text()
-    assert "| sft+uld+gld(vocab) |" in table and "mean ± std over 2 seed(s)" in table
+    assert "| sft+uld+gld(vocab) |" in table and "| arith-source (teacher) |" in table
+    assert "mean ± std over 2 seed(s)" in table
     assert (tmp_path / "accuracy.png").stat().st_size > 1000
     assert res["prep"]["aligned"]["arith-source"].stats["coverage"] > 0.5
     again = fusion.run_benchmark(tmp_path, profile, progress=False)  # finished runs are reused, not retrained

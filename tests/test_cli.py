@@ -1,0 +1,29 @@
+"""The command line: every subcommand explains itself with --help (in-process, no Ray)."""
+
+import pytest
+
+from pipeline.cli import COMMANDS, main
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: logitfuse")
+    assert len(out.splitlines()) >= 4
+
+
+def test_quickstart_and_bench_help_say_what_they_do_and_how_long(capsys):
+    for command in ("quickstart", "bench"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        out = capsys.readouterr().out
+        assert "minutes" in out and "LOGITFUSE_CACHE" in out and "accuracy.png" in out
+
+
+def test_no_command_prints_the_overview(capsys):
+    assert main([]) == 1
+    out = capsys.readouterr().out
+    assert all(name in out for name in COMMANDS)
