@@ -175,8 +175,8 @@ def run_benchmark(out: str | Path, profile: Profile, progress: bool = True) -> d
     ensure_ray()
     prep = prepare(out, profile, progress)
     # The teachers first: the ceiling a fused pivot could reach on each skill.
-    rows = [{"variant": f"{role} (teacher)", "seed": 0, "steps": 0, **evaluate(prep["models"][role], None, prep["test"])}
-            for role in SOURCES]
+    rows = [{"variant": f"{role} (teacher)", "seed": 0, "steps": 0,
+             **evaluate(prep["models"][role], None, prep["test"])} for role in SOURCES]
     for variant in profile.variants:
         for seed in (profile.seeds if VARIANTS[variant] is not None else profile.seeds[:1]):
             rows.append(run_variant(out, prep, profile, variant, seed, progress))

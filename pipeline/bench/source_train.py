@@ -92,8 +92,9 @@ BENCH_MODELS: dict[str, BenchModel] = {
 }
 
 # The quickstart's models: the same tokenizers and data, a smaller shape (hidden 64, 3 layers) and a fraction of the
-# steps, so all three build in about two minutes on a 2-core CPU. Measured when chosen (1 thread, test split):
-# arithmetic 87 %, Dyck 90 %, pivot 0 % / 5 % — the smaller shape learns these tasks about as fast per step.
+# steps, so all three build in about a minute on a 2-core CPU (64 s measured). Exact match on 200 test problems per
+# skill: arithmetic source 87 %, Dyck source 89.5 %, pivot 0 % / 5.5 %; this shape learns the tasks about as fast
+# per step as the larger one, at less than half the cost of a step.
 _QUICK_SHAPE = dict(hidden=64, layers=3, heads=4, max_positions=128)
 BENCH_MODELS |= {
     f"{name}-quick": BenchModel(replace(bm.spec, **_QUICK_SHAPE),

@@ -23,8 +23,8 @@ run builds them with one local Ray (~4 min on two cores), later runs only verify
   rounds, so the ratios come from the same machine state.
 - Memory: growth of the peak RSS (VmHWM, reset through /proc/self/clear_refs) over one full epoch of loader +
   collate, each set in a fresh subprocess, after a warm-up read of one shard per set whose cost (Arrow's one-time
-  init) is reported apart; median over repeats. The loader holds ``WINDOW`` (4) shards per shard set at a time: the whole 1x set, a
-  tenth of the 10x set, so the 10x figure should match the 1x one (goal: ratio ~ 1).
+  init) is reported apart; median over repeats. The loader holds ``WINDOW`` (4) shards per shard set at a time: the
+  whole 1x set, a tenth of the 10x set, so the 10x figure should match the 1x one (goal: ratio ~ 1).
 """
 
 from __future__ import annotations

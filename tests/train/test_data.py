@@ -2,6 +2,7 @@
 
 import pytest
 
+from pipeline.errors import TrainError
 from pipeline.train.data import FusionData, collate
 
 pytestmark = pytest.mark.ray  # uses the session's captured + aligned shards
@@ -45,6 +46,7 @@ def test_shuffle_window_mixes_rows_of_several_shards(data):
     # Capture plans sort samples by id, so one shard can hold a single task: batches must mix shards.
     n = len(data.pivot)
     assert n >= 3
+
     def shards_per_batch(window):
         return [len({d.where for d, _ in b}) for b in data.batches(0, 0, 0, 1, 8, window=window)]
     seen = [s for b in ids(data.batches(0, 0, 0, 1, 1, window=n)) for s in b]
@@ -53,7 +55,7 @@ def test_shuffle_window_mixes_rows_of_several_shards(data):
     assert sum(c > 1 for c in mixed) > 0.8 * len(mixed)
     single = shards_per_batch(1)  # one shard at a time: only batches that straddle a shard boundary mix
     assert sum(c > 1 for c in single) < n
-    with pytest.raises(Exception, match="shuffle_shards must be >= 1"):
+    with pytest.raises(TrainError, match="shuffle_shards must be >= 1"):
         next(iter(data.batches(0, 0, 0, 1, 8, window=0)))
 
 
