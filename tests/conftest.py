@@ -1,9 +1,10 @@
-"""Shared fixtures: tiny models built once per machine (cached), one real local Ray per test session."""
+"""Shared fixtures (tiny models built once per machine, one real local Ray per test session) and small helpers."""
 
 from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -38,6 +39,13 @@ def write_jsonl(path, recs) -> str:
         for r in recs:
             f.write(json.dumps(r) + "\n")  # \u escapes: lone surrogates survive
     return str(path)
+
+
+def flip_byte(path, at: int | None = None, mask: int = 0x01) -> None:
+    """Corrupt a file in place: XOR the byte at ``at`` (default: the middle) with ``mask``; the size stays."""
+    data = bytearray(Path(path).read_bytes())
+    data[len(data) // 2 if at is None else at] ^= mask
+    Path(path).write_bytes(bytes(data))
 
 
 @pytest.fixture(scope="session")

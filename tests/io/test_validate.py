@@ -6,6 +6,7 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.io.reader import ShardSet, verify
+from tests.conftest import flip_byte
 
 pytestmark = pytest.mark.ray
 
@@ -34,9 +35,7 @@ def test_truncated_and_flipped_shards_are_named(shard_dir, tmp_path, capsys):
     shutil.copytree(shard_dir, bad)
     p1, p2 = bad / "part-00001.parquet", bad / "part-00002.parquet"
     p1.write_bytes(p1.read_bytes()[:-100])
-    data = bytearray(p2.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    p2.write_bytes(bytes(data))
+    flip_byte(p2)
     problems = verify(bad)
     assert any("part-00001.parquet" in p and "truncated" in p for p in problems)
     assert any("part-00002.parquet" in p and "sha256 mismatch" in p for p in problems)

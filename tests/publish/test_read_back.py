@@ -6,6 +6,7 @@ import pytest
 from pipeline.errors import ShardError
 from pipeline.io.reader import ShardSet, verify
 from pipeline.publish.resolve import parse_hf_uri, resolve_shard_folder
+from tests.conftest import flip_byte
 
 pytestmark = pytest.mark.ray
 
@@ -47,9 +48,7 @@ def test_verify_names_a_corrupted_staged_file(staged, tmp_path):
     copy = tmp_path / "repo"
     shutil.copytree(staged, copy)
     p = copy / "data" / "tiny-gpt2-bpe" / "train-00002-of-00003.parquet"
-    data = bytearray(p.read_bytes())
-    data[100] ^= 1
-    p.write_bytes(bytes(data))
+    flip_byte(p, at=100)
     problems = verify(copy / "tiny-gpt2-bpe")
     assert len(problems) == 1 and "train-00002-of-00003.parquet: sha256 mismatch" in problems[0]
 

@@ -13,6 +13,7 @@ from pipeline.errors import ConfigError, PublishError
 from pipeline.io.reader import ShardSet, verify
 from pipeline.publish.config import PublishConfig
 from pipeline.publish.job import run_publish
+from tests.conftest import flip_byte
 
 pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,9 +93,7 @@ def test_folder_that_does_not_validate_is_named(shard_root, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(shard_root, bad)
     p = bad / "tiny-gpt2-bpe" / "part-00001.parquet"
-    data = bytearray(p.read_bytes())
-    data[len(data) // 2] ^= 1
-    p.write_bytes(bytes(data))
+    flip_byte(p)
     (bad / "aligned" / "tiny-gpt2-bpe" / "manifest.json").unlink()
     with pytest.raises(PublishError) as e:
         run_publish(PublishConfig(input=str(bad), repo_id="my-org/x", stage_only=str(tmp_path / "out")))

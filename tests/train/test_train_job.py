@@ -19,6 +19,7 @@ from pipeline.errors import ConfigError, ShardError, TrainError
 from pipeline.io.atomic import sha256_file
 from pipeline.train.config import TrainConfig
 from pipeline.train.job import run_train
+from tests.conftest import flip_byte
 
 pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,9 +72,7 @@ def test_corrupted_or_missing_shard_stops_before_any_step(fusion_shards, tmp_pat
     shards = tmp_path / "s"
     shutil.copytree(fusion_shards, shards)
     p = shards / "aligned" / "tiny-llama-sp" / "part-00002.parquet"
-    data = bytearray(p.read_bytes())
-    data[100] ^= 0xFF
-    p.write_bytes(bytes(data))
+    flip_byte(p, at=100, mask=0xFF)
     with pytest.raises(ShardError, match=r"tiny-llama-sp/part-00002.parquet: sha256 mismatch"):
         run_train(TrainConfig.load(train_yaml(tmp_path, shards)))
     (shards / "tiny-llama-pivot" / "part-00001.parquet").unlink()
