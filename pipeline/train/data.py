@@ -4,8 +4,8 @@ Order is a pure function of (seed, epoch, rank, window): shards are permuted per
 workers; each worker takes its shards ``window`` at a time and permutes the rows of those shards together. Capture
 plans order samples by id, so a shard often holds one task or one origin only (ids share prefixes): shuffling rows
 within single shards would train on runs of one task at a time. At most ``window`` shards per set are decoded at
-once, list columns are sliced straight from the Arrow buffers as numpy views, and a resumed run skips whole windows
-by their manifest row counts.
+once (plus the shards of a batch that straddles two windows), list columns are sliced straight from the Arrow
+buffers as numpy views, and a resumed run skips whole windows by their manifest row counts.
 """
 
 from __future__ import annotations
@@ -130,6 +130,7 @@ class FusionData:
             if skip >= sum(rows):
                 skip -= sum(rows)
                 continue
+            data: list[ShardRows] = []  # drop the previous window before decoding the next one
             data = [self._read(shard, use_mapped) for shard in group]
             owner = np.repeat(np.arange(len(group)), rows)
             local = np.arange(sum(rows)) - np.repeat(np.cumsum(rows) - rows, rows)
