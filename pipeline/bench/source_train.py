@@ -26,6 +26,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from pipeline.bench import tasks
 from pipeline.bench.evaluate import encode_example
+from pipeline.capture.topk import token_budget_batches
 from pipeline.errors import ConfigError
 from pipeline.tiny.models import TinySpec, build, cache_root
 
@@ -116,8 +117,9 @@ def lr_lambda(spec: TrainSpec):
 def token_batches(lengths: list[int], batch_tokens: int, rng: random.Random, pool: int = 64) -> list[list[int]]:
     """Index batches whose padded size (rows x longest row) stays within ``batch_tokens``, in random order.
 
-    Examples are shuffled, then sorted by length inside pools of ``pool`` batches' worth, so rows of a batch have
-    similar lengths (little padding) while batches still mix the whole data set.
+    Examples are shuffled, then packed by capture's ``token_budget_batches`` (sorted by length, no bucket limit)
+    inside pools of ``pool`` batches' worth, so rows of a batch have similar lengths (little padding) while batches
+    still mix the whole data set.
     """
     order = list(range(len(lengths)))
     rng.shuffle(order)
@@ -125,15 +127,9 @@ def token_batches(lengths: list[int], batch_tokens: int, rng: random.Random, poo
     span = max(1, pool * batch_tokens // mean)
     batches: list[list[int]] = []
     for lo in range(0, len(order), span):
-        cur, longest = [], 0
-        for i in sorted(order[lo:lo + span], key=lambda i: lengths[i]):
-            if cur and max(longest, lengths[i]) * (len(cur) + 1) > batch_tokens:
-                batches.append(cur)
-                cur, longest = [], 0
-            cur.append(i)
-            longest = max(longest, lengths[i])
-        if cur:
-            batches.append(cur)
+        chunk = order[lo:lo + span]
+        packed = token_budget_batches([lengths[i] for i in chunk], batch_tokens, bucket_ratio=math.inf)
+        batches += [[chunk[j] for j in b] for b in packed]
     rng.shuffle(batches)
     return batches
 
