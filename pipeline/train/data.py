@@ -127,14 +127,15 @@ class FusionData:
         for g in range(0, len(order), window):
             group = order[g:g + window]
             rows = [self.pivot.manifest.shards[shard].rows for shard in group]
-            if skip >= sum(rows):
-                skip -= sum(rows)
+            total = sum(rows)
+            if skip >= total:
+                skip -= total
                 continue
             data: list[ShardRows] = []  # drop the previous window before decoding the next one
             data = [self._read(shard, use_mapped) for shard in group]
             owner = np.repeat(np.arange(len(group)), rows)
-            local = np.arange(sum(rows)) - np.repeat(np.cumsum(rows) - rows, rows)
-            for i in np.random.default_rng([seed, epoch, rank, g]).permutation(sum(rows))[skip:]:
+            local = np.arange(total) - np.repeat(np.cumsum(rows) - rows, rows)
+            for i in np.random.default_rng([seed, epoch, rank, g]).permutation(total)[skip:]:
                 buf.append((data[owner[i]], int(local[i])))
                 if len(buf) == batch_size:
                     yield buf
