@@ -22,6 +22,7 @@ from pipeline.bench.source_train import ensure_bench_model
 from pipeline.capture.config import CaptureConfig
 from pipeline.capture.job import run_capture
 from pipeline.errors import ConfigError
+from pipeline.io.atomic import write_text
 from pipeline.losses.objective import LossConfig
 from pipeline.train.config import TrainConfig, TrainSource
 from pipeline.train.job import run_train
@@ -71,7 +72,7 @@ PROFILES = {
 
 def _write_jsonl(path: Path, records: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    write_text(path, "".join(json.dumps(r) + "\n" for r in records))
     return path
 
 
@@ -183,9 +184,9 @@ def run_benchmark(out: str | Path, profile: Profile, progress: bool = True) -> d
             if progress:
                 print(json.dumps(rows[-1]))
     summary = summarize(rows)
-    (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _write_jsonl(out / "results.jsonl", rows)
     table = markdown(summary, len(profile.seeds))
-    (out / "results.md").write_text(table + "\n")
+    write_text(out / "results.md", table + "\n")
     png = bar_chart(summary, out / "accuracy.png")
     return {"rows": rows, "summary": summary, "table": table, "png": str(png), "seconds": time.time() - t0,
             "prep": prep}
