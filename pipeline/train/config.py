@@ -44,6 +44,18 @@ class TrainConfig(JobConfig):
     resume_from: str | None = None  # a checkpoint folder to start from (default: the run's latest)
     force: bool = False  # resume even when the shards or the config changed
     nan_policy: str = "error"  # error | skip: NaN/+inf in stored log-probs
+    # scale (see README "Training large pivots"): how the pivot is held and stepped
+    parallelism: str = "auto"  # auto | fsdp | ddp  (auto: fsdp when num_workers > 1, else ddp)
+    precision: str = "fp32"  # fp32 | bf16 (bf16 compute, fp32 master weights, fp32 gradient reduction and losses)
+    activation_checkpointing: bool = False  # recompute each decoder layer's activations in the backward
+    grad_accum_steps: int = 1  # micro-batches per optimizer step
+    token_budget: int | None = None  # max padded tokens per micro-batch (None: batch_size samples per micro-batch)
+    max_length: int | None = None  # longest sample in tokens (longer ones are refused, naming the sample)
+    pivot_dtype: str = "float32"  # dtype the pivot's weights are loaded in (master weights stay fp32 for training)
+    attn_implementation: str = "sdpa"  # sdpa | eager | flash_attention_2 (when installed)
+    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    report_to: list[str] = field(default_factory=list)  # [] or [tensorboard]: event files beside metrics.jsonl
+    max_shard_size: str = "5GB"  # safetensors shard size of the final model
     num_workers: int = 1
     use_gpu: bool = False
     cpus_per_worker: float = 1.0
@@ -53,7 +65,14 @@ class TrainConfig(JobConfig):
 
     # fields that change the result: a resumed run must match them
     RESULT_KEYS = ("pivot_model", "loss", "epochs", "max_steps", "batch_size", "shuffle_shards", "lr", "weight_decay",
-                   "warmup_steps", "schedule", "grad_clip", "seed", "nan_policy", "num_workers")
+                   "warmup_steps", "schedule", "grad_clip", "seed", "nan_policy", "num_workers", "grad_accum_steps", "token_budget", "precision",
+                   "max_length", "adam_betas")
+
+    def resolved_parallelism(self) -> str:
+        """fsdp or ddp: ``auto`` shards as soon as there is more than one worker."""
+        if self.parallelism != "auto":
+            return self.parallelism
+        return "fsdp" if self.num_workers > 1 else "ddp"
 
     def validate(self) -> None:
         """Raise ConfigError naming the field at fault."""
@@ -75,6 +94,16 @@ class TrainConfig(JobConfig):
             (self.nan_policy in ("error", "skip"), f"nan_policy must be error or skip, got {self.nan_policy!r}"),
             (self.num_workers >= 1, "num_workers must be >= 1"), (self.head_chunk >= 1, "head_chunk must be >= 1"),
             (self.max_steps is None or self.max_steps >= 1, "max_steps must be >= 1"),
+            (self.parallelism in ("auto", "fsdp", "ddp"), f"parallelism must be auto, fsdp or ddp, got {self.parallelism!r}"),
+            (self.precision in ("fp32", "bf16"), f"precision must be fp32 or bf16, got {self.precision!r}"),
+            (self.grad_accum_steps >= 1, "grad_accum_steps must be >= 1"),
+            (self.token_budget is None or self.token_budget >= 1, "token_budget must be >= 1"),
+            (self.max_length is None or self.max_length >= 2, "max_length must be >= 2"),
+            (self.pivot_dtype in ("float32", "bfloat16", "float16"),
+             f"pivot_dtype must be float32, bfloat16 or float16, got {self.pivot_dtype!r}"),
+            (len(self.adam_betas) == 2 and all(0 <= b < 1 for b in self.adam_betas),
+             f"adam_betas must be two numbers in [0, 1), got {self.adam_betas!r}"),
+            (set(self.report_to) <= {"tensorboard"}, f"report_to may hold only tensorboard, got {self.report_to!r}"),
         ]
         for ok, msg in checks:
             if not ok:
