@@ -22,6 +22,8 @@ COMMANDS = {
     "stop": ("Stop a submitted job.", "pipeline.commands.submit"),
     "quickstart": ("The whole pipeline on tiny built-in models and data, on this machine.",
                    "pipeline.commands.quickstart"),
+    "plan": ("Per-GPU memory of a training config (parameters, gradients, optimizer, activations, head); no weights.",
+             "pipeline.commands.plan"),
     "bench": ("Benchmarks that need the whole pipeline (`bench fusion`).", "pipeline.commands.bench"),
 }
 
