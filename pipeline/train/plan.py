@@ -107,10 +107,10 @@ def _student(config, cfg: TrainConfig, parallelism: str):
 
     with torch.device("meta"):
         lm = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    student = Student(lm)
+    student, layers = Student(lm), decoder_layers(lm)  # before FSDP renames their classes
     parallelize(student, lm, parallelism=parallelism, precision=cfg.precision,
                 activation_checkpointing=cfg.activation_checkpointing)
-    return student, decoder_layers(lm)
+    return student, layers
 
 
 def plan_train(cfg: TrainConfig, gpus: int | None = None, gpu_memory: str | int = "80GiB", rank: int = 0) -> MemoryPlan:
