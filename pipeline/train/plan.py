@@ -113,8 +113,9 @@ def _student(config, cfg: TrainConfig, parallelism: str):
     return student, layers
 
 
-def plan_train(cfg: TrainConfig, gpus: int | None = None, gpu_memory: str | int = "80GiB", rank: int = 0) -> MemoryPlan:
-    """Plan ``cfg`` on ``gpus`` ranks (default: cfg.num_workers) as seen by ``rank`` (rank 0 holds the most)."""
+def plan_train(cfg: TrainConfig, gpus: int | None, gpu_memory: str | int, rank: int = 0) -> MemoryPlan:
+    """Plan ``cfg`` on ``gpus`` ranks (None: cfg.num_workers) of ``gpu_memory`` each (bytes or "80GiB"), as seen by
+    ``rank`` (rank 0 holds the largest shards)."""
     from pipeline.train.holdings import fake_world, holdings
     from pipeline.train.parallel import mixed_precision
 
@@ -156,14 +157,15 @@ def plan_train(cfg: TrainConfig, gpus: int | None = None, gpu_memory: str | int 
                       fits=total <= memory, headroom=memory - total, **parts)
 
 
-def check_fits(cfg: TrainConfig, gpus: int | None = None, gpu_memory: str | int = "80GiB") -> MemoryPlan:
+def check_fits(cfg: TrainConfig, gpus: int | None, gpu_memory: str | int) -> MemoryPlan:
     """The plan of ``cfg``; TrainError with its numbers when one rank needs more than ``gpu_memory``."""
     plan = plan_train(cfg, gpus, gpu_memory)
     if not plan.fits:
         big = sorted(((k, getattr(plan, k)) for k in ITEMS), key=lambda kv: -kv[1])[:3]
+        largest = ", ".join(f"{k} {_gib(v)}" for k, v in big)
         raise TrainError(
             f"the memory plan needs {_gib(plan.total)} per GPU on {plan.gpus} GPUs, more than gpu_memory="
-            f"{_gib(plan.gpu_memory)} (largest: {', '.join(f'{k} {_gib(v)}' for k, v in big)}; activation_checkpointing="
+            f"{_gib(plan.gpu_memory)} (largest: {largest}; activation_checkpointing="
             f"{str(plan.activation_checkpointing).lower()}, {plan.tokens_per_micro_batch} tokens per micro-batch, "
             f"head_chunk={plan.head_chunk}): use more GPUs, turn on activation_checkpointing, or lower token_budget "
             f"/ head_chunk (see `logitfuse plan train`)")

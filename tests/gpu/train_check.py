@@ -104,7 +104,7 @@ def run(args) -> list[dict]:
     from pipeline.train.parallel import parallelize
 
     cuda = torch.cuda.is_available() and not args.dry_run
-    device = torch.device("cuda" if cuda else "cpu")
+    device = torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
     shape = DRY_RUN if args.dry_run else QWEN2_1_5B
     with tempfile.TemporaryDirectory() as d:
         planned = plan_total(shape, args, Path(d))

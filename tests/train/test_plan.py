@@ -35,7 +35,7 @@ def test_shipped_shapes_have_the_published_parameter_counts(name, published):
 def test_fsdp_divides_the_fp32_state_by_the_world():
     from transformers import AutoModelForCausalLM
 
-    one, eight = plan_train(tiny_cfg(), gpus=1), plan_train(tiny_cfg(), gpus=8)
+    one, eight = plan_train(tiny_cfg(), 1, "80GiB"), plan_train(tiny_cfg(), 8, "80GiB")
     with torch.device("meta"):
         lm = AutoModelForCausalLM.from_config(pivot_config("tiny:tiny-llama-pivot"))
     assert one.parameters == one.parameters_total * 4 == sum(p.numel() * 4 for p in lm.parameters())  # fp32 master
@@ -48,11 +48,18 @@ def test_fsdp_divides_the_fp32_state_by_the_world():
     assert not dist.is_initialized()  # the fake process group is gone
 
 
+def test_ddp_holds_full_replicas():
+    fsdp, ddp = plan_train(tiny_cfg(), 2, "80GiB"), plan_train(tiny_cfg(parallelism="ddp"), 2, "80GiB")
+    assert ddp.parallelism == "ddp" and ddp.parameters == ddp.gradients == ddp.parameters_total * 4 > fsdp.parameters
+    assert ddp.gathered == 0 and ddp.reduce_buffers == ddp.gradients  # fp32: no cast copies; the reducer's buckets
+    assert plan_train(tiny_cfg(parallelism="ddp", precision="bf16"), 2, "80GiB").gathered > 0
+
+
 def test_fake_world_refuses_a_process_that_has_a_group(tmp_path):
     dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
     try:
         with pytest.raises(TrainError, match="fake process group"):
-            plan_train(tiny_cfg(), gpus=2)
+            plan_train(tiny_cfg(), 2, "80GiB")
     finally:
         dist.destroy_process_group()
 
@@ -90,7 +97,7 @@ def test_plan_equals_what_fsdp_holds_in_a_real_two_process_run(tmp_path):
     from pipeline.capture.model import resolve_model_path
 
     cfg = tiny_cfg()
-    plans = [plan_train(cfg, gpus=2, rank=rank) for rank in (0, 1)]  # first: the forked workers reuse its imports
+    plans = [plan_train(cfg, 2, "80GiB", rank=rank) for rank in (0, 1)]  # first: the forked workers reuse the imports
     torch.multiprocessing.start_processes(
         _fsdp_worker, args=(2, str(tmp_path / "store"), resolve_model_path(cfg.pivot_model), str(tmp_path)),
         nprocs=2, start_method="fork")
@@ -101,7 +108,7 @@ def test_plan_equals_what_fsdp_holds_in_a_real_two_process_run(tmp_path):
 
 def test_check_fits_raises_with_the_numbers():
     cfg = tiny_cfg(activation_checkpointing="false")
-    plan = plan_train(cfg, gpus=1)
+    plan = plan_train(cfg, 1, "80GiB")
     assert check_fits(cfg, 1, plan.total).fits  # exactly enough
     with pytest.raises(TrainError, match=r"needs \d+\.\d\d GiB per GPU on 1 GPUs, more than gpu_memory=") as e:
         check_fits(cfg, 1, plan.total - 1)
@@ -110,8 +117,9 @@ def test_check_fits_raises_with_the_numbers():
 
 def test_micro_batch_needs_a_size():
     with pytest.raises(ConfigError, match="token_budget, or max_length"):
-        plan_train(tiny_cfg(token_budget="none"), gpus=1)
-    assert plan_train(tiny_cfg(token_budget="none", batch_size=3, max_length=20), 1).tokens_per_micro_batch == 60
+        plan_train(tiny_cfg(token_budget="none"), 1, "80GiB")
+    plan = plan_train(tiny_cfg(token_budget="none", batch_size=3, max_length=20), 1, "80GiB")
+    assert plan.tokens_per_micro_batch == 60
 
 
 @pytest.mark.parametrize("text, value", [("80GiB", 80 << 30), ("141GB", 141 * 10**9), ("1.5 MiB", 3 << 19),
@@ -128,7 +136,7 @@ def test_parse_bytes_names_the_setting(text):
 
 def test_unknown_pivot_names_the_setting():
     with pytest.raises(ConfigError, match="pivot_model='nope'.*qwen2.5-7b"):
-        plan_train(tiny_cfg(pivot_model="nope"), gpus=1)
+        plan_train(tiny_cfg(pivot_model="nope"), 1, "80GiB")
 
 
 def test_cli_prints_the_shipped_plan_as_json(capsys):
