@@ -83,7 +83,7 @@ class MemoryPlan:
     parameters: int  # sharded fp32 master weights
     gradients: int  # sharded fp32 gradients
     optimizer: int  # AdamW exp_avg + exp_avg_sq (fp32) + one step counter per tensor
-    gathered: int  # unsharded compute-dtype params: root group + 2 layers (one in use, one prefetched)
+    gathered: int  # unsharded compute-dtype params: root (its forward and backward span the step) + 2 layers
     reduce_buffers: int  # unsharded grads of the root and one layer + the largest reduce-scatter input (fp32)
     activations: int  # the configured one of the two below
     activations_full: int
