@@ -120,6 +120,8 @@ def plan_train(cfg: TrainConfig, gpus: int | None, gpu_memory: str | int, rank: 
     from pipeline.train.parallel import mixed_precision
 
     gpus = cfg.num_workers if gpus is None else gpus
+    if gpus < 1:
+        raise ConfigError(f"gpus must be >= 1, got {gpus}")
     memory = parse_bytes(gpu_memory)
     cfg = dataclasses.replace(cfg, num_workers=gpus)
     parallelism = cfg.resolved_parallelism()

@@ -134,6 +134,11 @@ def test_parse_bytes_names_the_setting(text):
         parse_bytes(text)
 
 
+def test_no_gpus_names_the_setting():
+    with pytest.raises(ConfigError, match="gpus must be >= 1, got 0"):
+        plan_train(tiny_cfg(), 0, "80GiB")
+
+
 def test_unknown_pivot_names_the_setting():
     with pytest.raises(ConfigError, match="pivot_model='nope'.*qwen2.5-7b"):
         plan_train(tiny_cfg(pivot_model="nope"), 1, "80GiB")
