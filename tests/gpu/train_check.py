@@ -188,7 +188,13 @@ def test_train_check_on_gpu():
 
 
 def main(argv: list[str] | None = None) -> int:
-    run(parse_args(argv))
+    import torch
+
+    args = parse_args(argv)
+    if not args.dry_run and not torch.cuda.is_available():
+        print("train_check: no CUDA device; the 1.5B shape needs a GPU (use --dry-run on CPU)", file=sys.stderr)
+        return 2
+    run(args)
     return 0
 
 
