@@ -98,8 +98,9 @@ class MemoryPlan:
         return dataclasses.asdict(self)
 
 
-def _student(config, cfg: TrainConfig, parallelism: str):
+def _student(config, cfg: TrainConfig, parallelism: str, world: int):
     """The pivot on ``meta``, wrapped and parallelized exactly as the training loop does it."""
+    from torch.distributed.device_mesh import init_device_mesh
     from transformers import AutoModelForCausalLM
 
     from pipeline.train.loop import Student
@@ -108,8 +109,9 @@ def _student(config, cfg: TrainConfig, parallelism: str):
     with torch.device("meta"):
         lm = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     student, layers = Student(lm), decoder_layers(lm)  # before FSDP renames their classes
+    mesh = init_device_mesh("cpu", (world,))  # the same shards on any machine: CUDA need not be there
     parallelize(student, lm, parallelism=parallelism, precision=cfg.precision,
-                activation_checkpointing=cfg.activation_checkpointing)
+                activation_checkpointing=cfg.activation_checkpointing, mesh=mesh)
     return student, layers
 
 
@@ -128,7 +130,7 @@ def plan_train(cfg: TrainConfig, gpus: int | None, gpu_memory: str | int, rank: 
     config = pivot_config(cfg.pivot_model)
     tokens = micro_batch_tokens(cfg)
     with fake_world(gpus, rank):
-        student, layers = _student(config, cfg, parallelism)
+        student, layers = _student(config, cfg, parallelism, gpus)
         held = holdings(student, layers)
     master = held.local_bytes // max(held.local_numel, 1)
     mp = mixed_precision(cfg.precision)
