@@ -18,7 +18,7 @@ from pipeline.config import local_path
 from pipeline.errors import AlignmentError
 from pipeline.io.reader import ShardSet
 from pipeline.io.writer import ShardSetWriter
-from schemas import aligned_shard
+from schemas import aligned_shard, logit_shard
 from schemas import vocab_map as vocab_map_schema
 from schemas.manifest import Manifest
 
@@ -98,6 +98,7 @@ def align_shard(pivot_dir: str, source_dir: str, index: int, id_map: np.ndarray,
 
     src, piv = ShardSet(source_dir), ShardSet(pivot_dir)
     codec = src.codec()
+    clipped = {f"{side}_clipped": logit_shard.version(s.schema(index)) < 2 for side, s in (("src", src), ("piv", piv))}
     rows, counts = [], Counter()
     for p_batch, s_batch in zip(piv.iter_batches(index, columns=ROW_COLUMNS),
                                 src.iter_batches(index, columns=ROW_COLUMNS)):
@@ -107,7 +108,7 @@ def align_shard(pivot_dir: str, source_dir: str, index: int, id_map: np.ndarray,
                 st, pt = _token_texts(models[0]), _token_texts(models[1])
                 toks = dict(src_tokens=[st[i] for i in s["input_ids"][s["response_start"]:]],
                             piv_tokens=[pt[i] for i in p["input_ids"][p["response_start"]:]])
-            row, c = align_row(p, s, codec, id_map, codec.k, **flags, **toks)
+            row, c = align_row(p, s, codec, id_map, codec.k, **flags, **toks, **clipped)
             rows.append(row)
             counts.update(c)
     table = rows_to_table(rows, aligned_shard.schema(flags_meta(codec.k, src, piv)))

@@ -125,3 +125,37 @@ def test_missing_offsets_need_the_dtw_fallback(monkeypatch):
     row, counts = align_row(piv, src, None, np.arange(10), 1, require_same_span=False, dtw_fallback=True,
                             src_tokens=["ab", "c"], piv_tokens=["a", "b", "c"])
     assert row["n_aligned"] >= 2 and sum(counts.values()) == 3
+
+
+def test_v1_pivot_shards_are_read_with_their_first_positions_masked(aligned, tmp_path):
+    """logit_shard v1 clipped the start of a token beginning inside the prompt to 0: a v1 capture stays readable,
+    and a first position at 0 is masked, since it may not start at the response's first byte."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from pipeline.io.atomic import sha256_file
+    from schemas.manifest import Manifest
+
+    out, _ = aligned
+    old = tmp_path / "tiny-llama-pivot"
+    shutil.copytree(out / "tiny-llama-pivot", old)
+    m = Manifest.read(old)
+    for e in m.shards:
+        table = pq.read_table(old / e.file)
+        pq.write_table(table.replace_schema_metadata({**table.schema.metadata, b"schema_version": b"1"}),
+                       old / e.file)
+        e.sha256, e.bytes = sha256_file(old / e.file), (old / e.file).stat().st_size
+    m.shard_schema_version = 1
+    (old / "manifest.json").write_text(m.to_json())
+    cfg = align_cfg(out, [_spec(out, "tiny-gpt2-bpe")])
+    cfg.pivot, cfg.output = str(old), str(tmp_path)
+    run_align(cfg)
+    now, before = ShardSet(tmp_path / "aligned" / "tiny-gpt2-bpe"), ShardSet(out / "aligned" / "tiny-gpt2-bpe")
+    masked = 0
+    for a, b, p in zip(now.iter_rows(), before.iter_rows(), ShardSet(old).iter_rows()):
+        want = np.asarray(b["src_index"])
+        if p["char_start"] and p["char_start"][0] == 0 and want[0] >= 0:
+            want[0], masked = -1, masked + 1
+        assert np.array_equal(a["src_index"], want), a["sample_id"]
+    assert masked > 0
