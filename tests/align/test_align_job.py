@@ -159,3 +159,31 @@ def test_v1_pivot_shards_are_read_with_their_first_positions_masked(aligned, tmp
             want[0], masked = -1, masked + 1
         assert np.array_equal(a["src_index"], want), a["sample_id"]
     assert masked > 0
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_inspect_summarises_an_aligned_folder(aligned, source, capsys):
+    from pipeline.cli import main
+
+    out, manifests = aligned
+    folder = out / "aligned" / source
+    assert main(["inspect", str(folder), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    m = manifests[source]
+    rows = list(ShardSet(folder).iter_rows())
+    idx = np.concatenate([r["src_index"] for r in rows])
+    ok = idx >= 0
+    assert s["samples"] == len(rows) and s["positions"] == idx.size and s["aligned"] == int(ok.sum())
+    assert s["coverage"] == pytest.approx(m.stats["coverage"])
+    assert s["one_to_one"] + s["one_to_many"] + s["many_to_one"] == s["aligned"]
+    cover = [r["n_aligned"] / r["n_positions"] for r in rows if r["n_positions"]]
+    assert s["sample_coverage_min"] == pytest.approx(min(cover))
+    tgt = np.concatenate([np.asarray(r["target_logprob"], np.float32) for r in rows])[ok]
+    assert s["nan_target_share"] == pytest.approx(np.isnan(tgt).mean())
+    k = int(m.codec["k"])
+    mapped = np.concatenate([np.asarray(r["mapped_logprobs"], np.float32) for r in rows]).reshape(-1, k)[ok]
+    assert s["mapped_topk_mass_mean"] == pytest.approx(np.exp(mapped.astype(np.float64)).sum(1).mean(), rel=1e-6)
+    assert 0 < s["mapped_topk_mass_mean"] <= s["topk_mass_mean"] * (1 + 1e-6) <= 1.001
+    assert s["map_exact"] == pytest.approx(m.stats["map_exact"])
+    assert any(key.startswith("map_fan_in/") for key in s)
+    assert (folder / "inspect.png").stat().st_size > 1000
