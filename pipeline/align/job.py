@@ -187,7 +187,8 @@ def _align_source(cfg: AlignConfig, spec: SourceSpec, piv: ShardSet, piv_tok) ->
                       "source_model": src.manifest.fingerprints.get("model", ""),
                       "source_config": src.manifest.config_fingerprint,
                       "pivot_config": piv.manifest.config_fingerprint},
-        codec={"k": str(src.codec().k)}, counts=counts | {"positions": positions, "aligned": aligned} | fan_in_counts(table),
+        codec={"k": str(src.codec().k)},
+        counts=counts | {"positions": positions, "aligned": aligned} | fan_in_counts(table),
         stats={"coverage": aligned / max(positions, 1)} | {f"map_{k}": v for k, v in shares.items()},
         config=cfg.to_dict())
     return writer.finalize(manifest)

@@ -17,7 +17,8 @@ import re
 from pathlib import Path
 
 from pipeline.align.canonical import canonicalize
-from pipeline.align.sp_model import SP_MODEL, make_faithful, require_sentencepiece, sentencepiece_only
+from pipeline.align.sp_model import (SP_MODEL, first_difference, make_faithful, require_sentencepiece,
+                                     sentencepiece_only)
 from pipeline.errors import ModelLoadError
 
 PROBE_TEXTS = (
@@ -55,7 +56,7 @@ def check_spelling(tok, where: str) -> None:
         if re.fullmatch(pattern, want, flags=re.DOTALL) is None and re.fullmatch(pattern, text.encode("utf-8"),
                                                                                      flags=re.DOTALL) is None:
             got = canon.decode(ids)
-            i = next((i for i, (a, b) in enumerate(zip(want, got)) if a != b), min(len(want), len(got)))
+            i = first_difference(want, got)
             raise ModelLoadError(
                 f"{where}: the tokenizer does not spell its input back: the bytes of its tokens for the probe text "
                 f"differ at byte {i} (text {want[max(0, i - 12):i + 12]!r}, tokens {got[max(0, i - 12):i + 12]!r}); "

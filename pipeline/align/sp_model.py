@@ -19,6 +19,12 @@ SP_MODEL, TOKENIZER_JSON = "tokenizer.model", "tokenizer.json"
 SPACE_MARK = "\u2581"
 
 
+def first_difference(a, b) -> int:
+    """Index of the first element where sequences ``a`` and ``b`` differ (the shorter length if one extends the
+    other)."""
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
 def sentencepiece_only(path: str) -> bool:
     """Whether ``path`` is a local folder with a SentencePiece ``tokenizer.model`` and no ``tokenizer.json``."""
     p = Path(path)
@@ -68,7 +74,7 @@ def make_faithful(tok, model_file: Path, texts: tuple[str, ...]) -> None:
     for text in texts:
         want, got = sp.encode(text), tok(text, add_special_tokens=False)["input_ids"]
         if want != got:
-            i = next((i for i, (a, b) in enumerate(zip(want, got)) if a != b), min(len(want), len(got)))
+            i = first_difference(want, got)
             raise ModelLoadError(
                 f"{where}: the tokenizer converted from {SP_MODEL} does not tokenise like SentencePiece (probe "
                 f"{text[:24]!r}…, first difference at token {i}: SentencePiece {sp.id_to_piece(want[i:i + 4])}, "
