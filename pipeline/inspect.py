@@ -38,6 +38,10 @@ def _topk_stats(shards: ShardSet) -> tuple[np.ndarray, np.ndarray, int]:
 def summarize(folder: str | Path) -> dict:
     """Samples, tokens, bytes/token, padding, truncation, top-1 agreement and entropy summary."""
     shards = ShardSet(folder)
+    if shards.manifest.kind == "aligned":
+        from pipeline.align.summary import summarize_aligned
+
+        return summarize_aligned(shards)
     m = shards.manifest
     frame = pl.concat([pl.read_parquet(shards.path(i), columns=["status", "n_positions", "input_ids"])
                        for i in range(len(shards))])
@@ -61,6 +65,10 @@ def summarize(folder: str | Path) -> dict:
 
 def plot(summary: dict, path: str | Path) -> Path:
     """PNG with histograms of the top-1 probability and of the entropy per position."""
+    if summary.get("kind") == "aligned":
+        from pipeline.align.summary import plot_aligned
+
+        return plot_aligned(summary, path)
     import matplotlib
 
     matplotlib.use("Agg")

@@ -26,9 +26,9 @@ class AlignConfig(JobConfig):
     pivot_model: str = ""  # the pivot's tokenizer
     sources: list[SourceSpec] = field(default_factory=list)
     output: str = ""  # root; writes <output>/aligned/<source>/
-    edit_candidates: int = 8  # nearest pivot tokens considered per unmatched source token
-    max_distance: int | None = None  # leave source tokens unmapped when nothing is this close
-    cooc: bool = True  # break edit-distance ties with co-occurrence counts from offset-aligned text
+    edit_candidates: int = 8  # pivot candidates per unmatched source token (longest byte prefixes first)
+    max_distance: int | None = None  # leave source tokens unmapped when nothing is this close (byte edit distance)
+    cooc: bool = True  # choose among the candidates by co-occurrence counts from offset-aligned text
     cooc_samples: int = 2000  # samples used to gather co-occurrence counts
     require_same_span: bool = False  # align 1:1 spans only (default: tokens starting at the same character)
     dtw_fallback: bool = True  # align by DTW when a shard carries no character offsets

@@ -11,14 +11,15 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.align.config import AlignConfig, SourceSpec
-from pipeline.align.vocab_map import (build_vocab_map, check_map_matches, gather_cooc, map_array, read_vocab_map,
-                                      summarize, write_vocab_map)
+from pipeline.align.vocab_map import (build_vocab_map, check_map_matches, fan_in_counts, gather_cooc, map_array,
+                                      read_vocab_map, summarize, write_vocab_map)
 from pipeline.capture.model import load_tokenizer, tokenizer_fingerprint
 from pipeline.config import local_path
 from pipeline.errors import AlignmentError
 from pipeline.io.reader import ShardSet
 from pipeline.io.writer import ShardSetWriter
-from schemas import aligned_shard
+from schemas import aligned_shard, logit_shard
+from schemas import vocab_map as vocab_map_schema
 from schemas.manifest import Manifest
 
 ROW_COLUMNS = ["sample_index", "sample_id", "status", "response_sha256", "input_ids", "response_start",
@@ -97,6 +98,7 @@ def align_shard(pivot_dir: str, source_dir: str, index: int, id_map: np.ndarray,
 
     src, piv = ShardSet(source_dir), ShardSet(pivot_dir)
     codec = src.codec()
+    clipped = {f"{side}_clipped": logit_shard.version(s.schema(index)) < 2 for side, s in (("src", src), ("piv", piv))}
     rows, counts = [], Counter()
     for p_batch, s_batch in zip(piv.iter_batches(index, columns=ROW_COLUMNS),
                                 src.iter_batches(index, columns=ROW_COLUMNS)):
@@ -106,7 +108,7 @@ def align_shard(pivot_dir: str, source_dir: str, index: int, id_map: np.ndarray,
                 st, pt = _token_texts(models[0]), _token_texts(models[1])
                 toks = dict(src_tokens=[st[i] for i in s["input_ids"][s["response_start"]:]],
                             piv_tokens=[pt[i] for i in p["input_ids"][p["response_start"]:]])
-            row, c = align_row(p, s, codec, id_map, codec.k, **flags, **toks)
+            row, c = align_row(p, s, codec, id_map, codec.k, **flags, **toks, **clipped)
             rows.append(row)
             counts.update(c)
     table = rows_to_table(rows, aligned_shard.schema(flags_meta(codec.k, src, piv)))
@@ -148,7 +150,7 @@ def _align_source(cfg: AlignConfig, spec: SourceSpec, piv: ShardSet, piv_tok) ->
     out = Path(cfg.output) / "aligned" / name
     describe = {k: getattr(cfg, k) for k in AlignConfig.OUTPUT_KEYS} | {
         "source": [s.sha256 for s in src.manifest.shards], "pivot": [s.sha256 for s in piv.manifest.shards],
-        "vocab_map": spec.vocab_map}
+        "vocab_map": spec.vocab_map, "vocab_map_version": vocab_map_schema.VERSION}
     fingerprint = hashlib.sha256(json.dumps(describe, sort_keys=True).encode()).hexdigest()[:16]
     writer = ShardSetWriter(out, fingerprint, {k: str(v)[:80] for k, v in describe.items()}, cfg.overwrite)
     table = vocab_map_for(cfg, spec, src, piv, src_tok, piv_tok, out)
@@ -185,7 +187,8 @@ def _align_source(cfg: AlignConfig, spec: SourceSpec, piv: ShardSet, piv_tok) ->
                       "source_model": src.manifest.fingerprints.get("model", ""),
                       "source_config": src.manifest.config_fingerprint,
                       "pivot_config": piv.manifest.config_fingerprint},
-        codec={"k": str(src.codec().k)}, counts=counts | {"positions": positions, "aligned": aligned},
+        codec={"k": str(src.codec().k)},
+        counts=counts | {"positions": positions, "aligned": aligned} | fan_in_counts(table),
         stats={"coverage": aligned / max(positions, 1)} | {f"map_{k}": v for k, v in shares.items()},
         config=cfg.to_dict())
     return writer.finalize(manifest)

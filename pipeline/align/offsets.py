@@ -9,6 +9,9 @@ response text (what capture stores). Policy:
   the first pivot token aligns, the rest start inside the source token and are masked. Any other pivot position
   (its start is not a source token's start) is masked; ``require_same_span=True`` keeps 1:1 positions only.
 * When several tokens start at the same character, only the first of them takes part.
+* A token starting before the response (negative start: it begins inside the prompt, as a byte-level ``.\n\n`` does
+  when the prompt ends with ``.\n`` and the response starts with ``\n``) never takes part: prompts are rendered
+  differently per model, so no token of the other side is known to start at the same byte.
 
 Offsets are normalised first, because HF tokenizers report them loosely:
 
@@ -57,8 +60,8 @@ def _check(start, end, side: str) -> tuple[np.ndarray, np.ndarray]:
     if start.ndim != 1 or start.shape != end.shape:
         raise AlignmentError(f"{side} char_start and char_end must be 1-D of one length, got {start.shape} "
                              f"and {end.shape}")
-    if start.size and min(start.min(), end.min()) < 0:
-        raise AlignmentError(f"{side} character offsets must be non-negative")
+    if end.size and end.min() < 0:
+        raise AlignmentError(f"{side} character ends must be non-negative (a kept token ends inside the response)")
     return start, end
 
 
@@ -84,6 +87,7 @@ def _units(char_start, char_end, side: str) -> tuple[np.ndarray, np.ndarray, np.
     s = start[pos]
     first = np.ones(pos.size, bool)
     first[1:] = s[1:] != s[:-1]  # starts are non-decreasing: equal neighbours are ties
+    first &= s >= 0  # begins inside the prompt: no counterpart on the other side (module doc)
     return pos[first], s[first], unit_end[first]
 
 

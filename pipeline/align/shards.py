@@ -20,9 +20,19 @@ def _target_logprob(ids: np.ndarray, lps: np.ndarray, targets: np.ndarray) -> np
     return np.where(hit.any(1), np.where(hit, lps, 0).sum(1), np.nan).astype(np.float32)
 
 
+def known_starts(char_start: list[int], clipped: bool) -> list[int]:
+    """``char_start`` with a first start of 0 marked unknown (-1) when ``clipped``: logit_shard v1 clipped the start of
+    a token beginning inside the prompt to 0, so such a position may not start at the response's first byte."""
+    if clipped and char_start and char_start[0] == 0:
+        return [-1, *char_start[1:]]
+    return char_start
+
+
 def align_row(piv: dict, src: dict, codec, id_map: np.ndarray, k: int, *, require_same_span: bool,
-              dtw_fallback: bool, src_tokens=None, piv_tokens=None) -> tuple[dict, dict[str, int]]:
-    """One aligned row and its relation counts. ``src_tokens``/``piv_tokens``: token strings for DTW."""
+              dtw_fallback: bool, src_tokens=None, piv_tokens=None, src_clipped: bool = False,
+              piv_clipped: bool = False) -> tuple[dict, dict[str, int]]:
+    """One aligned row and its relation counts. ``src_tokens``/``piv_tokens``: token strings for DTW;
+    ``*_clipped``: that side's shards are logit_shard v1 (see :func:`known_starts`)."""
     where = f"sample {piv['sample_id']!r}"
     if piv["sample_id"] != src["sample_id"]:
         raise AlignmentError(f"{where}: the source shard holds {src['sample_id']!r} at this row (shard plans differ)")
@@ -39,7 +49,8 @@ def align_row(piv: dict, src: dict, codec, id_map: np.ndarray, k: int, *, requir
         ids, lps = decode_topk(codec, src)
         has_offsets = len(src["char_start"]) == src["n_positions"] and len(piv["char_start"]) == n
         if has_offsets:
-            al = align_offsets(src["char_start"], src["char_end"], piv["char_start"], piv["char_end"],
+            al = align_offsets(known_starts(src["char_start"], src_clipped), src["char_end"],
+                               known_starts(piv["char_start"], piv_clipped), piv["char_end"],
                                require_same_span=require_same_span)
         elif dtw_fallback and src_tokens is not None:
             al = dtw_align(src_tokens, piv_tokens)

@@ -5,16 +5,15 @@ Order of decision, per source id:
 1. ``special``: a special token maps to the pivot's token of the same role (eos→eos, bos→bos, …), else to the pivot
    special token with the same content, else to nothing.
 2. ``exact``: the pivot token with the same canonical bytes (a regular token is preferred to a ``<0xNN>`` one).
-3. ``edit``: the pivot token at the smallest edit distance (rapidfuzz Levenshtein over the canonical strings; an
-   invalid UTF-8 byte counts as one character). Ties go to the longest common prefix (the token the pivot would
-   start the same text with), then to the lowest id.
-4. ``stats``: with co-occurrence counts (:func:`gather_cooc`), the ``edit_candidates`` nearest pivot tokens are
+3. ``edit``: the longest pivot token whose bytes are a prefix of the source token's (the token the pivot would start
+   the same bytes with), else the nearest by Levenshtein distance over the canonical **bytes** among the pivot tokens
+   starting with the same byte (:mod:`pipeline.align.nearest`). ``distance`` is the byte edit distance.
+4. ``stats``: with co-occurrence counts (:func:`gather_cooc`), the ``edit_candidates`` best candidates of step 3 are
    re-ranked by how often they were aligned with the source token in real text; the most frequent wins.
 5. ``none``: no pivot id (unused ids, specials without a counterpart, nothing within ``max_distance``).
 
-Nearest neighbours are searched in rounds d = 1, 2, 4, …: a pivot token within distance d of a query has a length
-within ±d of it, so each round compares a query only with the pivot tokens of those lengths (``cdist`` over all
-cores) and stops for the queries that found one.
+:func:`fan_in` counts, per pivot id, the source ids mapped onto it: a pivot id receiving thousands of unrelated
+source ids is the sign of a broken map, so align reports the largest in its summary and manifest.
 """
 
 from __future__ import annotations
@@ -26,17 +25,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from rapidfuzz import process
-from rapidfuzz.distance import Levenshtein, Prefix
-
 from pipeline.align.canonical import ROLES, CanonicalVocab, canonicalize, tokenizer_fingerprint
+from pipeline.align.nearest import candidates
 from pipeline.errors import AlignmentError, SchemaError
 from pipeline.io.atomic import write_parquet
 from schemas import vocab_map as schema_mod
 from schemas.vocab_map import METHODS
 
 EXACT, EDIT, STATS, SPECIAL, NONE = (METHODS.index(m) for m in ("exact", "edit", "stats", "special", "none"))
-_CELLS = 1 << 24  # distance-matrix cells per cdist call (64 MiB of int32)
 
 
 def _pivot_index(piv: CanonicalVocab) -> dict[bytes, int]:
@@ -56,61 +52,6 @@ def _map_specials(src: CanonicalVocab, piv: CanonicalVocab, pivot_id, method, di
         j = next((piv.roles[r] for r in roles if r in piv.roles), by_name.get(src.tokens[i], -1))
         if src.tokens[i] and j >= 0:
             pivot_id[i], method[i], distance[i] = j, SPECIAL, 0
-
-
-def _ranked(query: str, row: np.ndarray, cutoff: int, k: int, window: list[str]) -> np.ndarray:
-    """Window indices of the ``k`` nearest choices within ``cutoff``: by distance, longest common prefix, index."""
-    ok = np.flatnonzero(row <= cutoff)
-    if ok.size > k:  # keep every choice tied with the k-th nearest so that the prefix decides among them
-        kth = np.partition(row[ok], k - 1)[k - 1]
-        ok = ok[row[ok] <= kth]
-    if ok.size > 1:
-        prefix = process.cdist([query], [window[i] for i in ok], scorer=Prefix.similarity, dtype=np.int32)[0]
-        ok = ok[np.lexsort((ok, -prefix, row[ok]))]
-    return ok[:k]
-
-
-def nearest(queries: list[str], choices: list[str], *, k: int = 1,
-            max_distance: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per query: (choice indices, distances) of its ``k`` nearest choices by Levenshtein distance, best first.
-
-    Only choices within the distance of the round that found the nearest one are ranked; a query with nothing within
-    ``max_distance`` gets empty arrays.
-    """
-    out: list[tuple[np.ndarray, np.ndarray]] = [(np.empty(0, np.int64), np.empty(0, np.int32))] * len(queries)
-    if not queries or not choices:
-        return out
-    clen = np.fromiter(map(len, choices), np.int64, len(choices))
-    order = np.argsort(clen, kind="stable")
-    sorted_len, sorted_choices = clen[order], [choices[i] for i in order]
-    qlen = np.fromiter(map(len, queries), np.int64, len(queries))
-    longest = int(max(qlen.max(), clen.max()))
-    pending, d = np.arange(len(queries)), 1
-    while pending.size:
-        cutoff = d if max_distance is None else min(d, max_distance)
-        resolved = []
-        for length in np.unique(qlen[pending]).tolist():
-            qs = pending[qlen[pending] == length]
-            lo = int(np.searchsorted(sorted_len, length - cutoff, side="left"))
-            hi = int(np.searchsorted(sorted_len, length + cutoff, side="right"))
-            if hi <= lo:
-                continue
-            window = sorted_choices[lo:hi]
-            step = max(1, _CELLS // len(window))
-            for a in range(0, qs.size, step):
-                rows = qs[a:a + step]
-                dist = process.cdist([queries[q] for q in rows], window, scorer=Levenshtein.distance,
-                                     score_cutoff=cutoff, dtype=np.int32, workers=-1)
-                for q, row in zip(rows.tolist(), dist):
-                    if row.min() <= cutoff:
-                        best = _ranked(queries[q], row, cutoff, k, window)
-                        out[q] = (order[lo + best], row[best])
-                        resolved.append(q)
-        pending = np.setdiff1d(pending, resolved, assume_unique=True)
-        if cutoff >= longest or cutoff == max_distance:
-            break  # every distance is at most the longer length: nothing further can resolve
-        d *= 2
-    return out
 
 
 def build_vocab_map(src_tok, pivot_tok, *, edit_candidates: int = 8, max_distance: int | None = None,
@@ -140,7 +81,8 @@ def build_vocab_map(src_tok, pivot_tok, *, edit_candidates: int = 8, max_distanc
         for (s, p), c in (cooc or {}).items():
             by_src[int(s)][int(p)] = int(c)
         k = edit_candidates if cooc else 1
-        found = nearest(src.texts(todo), piv.texts(choice_ids.tolist()), k=k, max_distance=max_distance)
+        found = candidates([src.token_bytes[i] for i in todo], [piv.token_bytes[j] for j in choice_ids], k=k,
+                           max_distance=max_distance)
         for i, (cand, dist) in zip(todo, found):
             if not cand.size:
                 continue
@@ -194,6 +136,25 @@ def summarize(table: pa.Table) -> dict[str, float]:
     counts = np.bincount(idx, minlength=len(METHODS))
     total = max(int(counts.sum()), 1)
     return {m: float(c) / total for m, c in zip(METHODS, counts.tolist())}
+
+
+def fan_in(table: pa.Table, top: int = 5) -> list[tuple[int, int]]:
+    """(pivot id, number of source ids mapped onto it) for the ``top`` pivot ids receiving the most, most first."""
+    ids = table.column("pivot_id").to_numpy()
+    ids = ids[ids >= 0]
+    if not ids.size:
+        return []
+    pivots, counts = np.unique(ids, return_counts=True)
+    order = np.lexsort((pivots, -counts))[:top]
+    return [(int(pivots[i]), int(counts[i])) for i in order]
+
+
+FAN_IN_PREFIX = "map_fan_in/"  # manifest counts key of one pivot id's fan-in: map_fan_in/<pivot id>
+
+
+def fan_in_counts(table: pa.Table, top: int = 5) -> dict[str, int]:
+    """:func:`fan_in` as manifest counts (``map_fan_in/<pivot id>``: source ids)."""
+    return {f"{FAN_IN_PREFIX}{p}": c for p, c in fan_in(table, top)}
 
 
 def check_map_matches(table: pa.Table, src_tok, pivot_tok) -> None:

@@ -43,10 +43,10 @@ def resolve_model_path(spec: str) -> str:
 
 def load_tokenizer(spec: str):
     """The model's tokenizer (fast, with offsets); ModelLoadError naming the model on failure."""
-    from transformers import AutoTokenizer
+    from pipeline.align.probe import load_verified  # AutoTokenizer, then checks that it spells text back
 
     try:
-        tok = AutoTokenizer.from_pretrained(resolve_model_path(spec))
+        tok = load_verified(resolve_model_path(spec))
     except Exception as e:  # transformers raises OSError, ValueError, KeyError... for a bad folder
         raise ModelLoadError(f"cannot load the tokenizer of {spec!r}: {e}") from None
     if not getattr(tok, "is_fast", False):

@@ -2,7 +2,9 @@
 
 The response text is kept byte-identical for every model: a template that rewrites it is an error. Positions kept for
 capture are those whose *target* is a response token; their character spans are stored relative to the response text
-so that align can match tokenisations of different models character by character.
+so that align can match tokenisations of different models character by character. A response token that begins
+inside the prompt (a byte-level ``.\n\n`` when the prompt ends with ``.\n`` and the response starts with ``\n``)
+keeps its true, negative start: it does not start at the same byte as any token of another model's response.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ class Tokenized:
 
     input_ids: list[int]
     response_start: int  # index of the first response token (≥ 1: it is predicted from the position before)
-    char_start: list[int] = field(default_factory=list)  # per response token, relative to the response text
+    char_start: list[int] = field(default_factory=list)  # per response token, relative to the response text (< 0:
+    # the token begins inside the prompt)
     char_end: list[int] = field(default_factory=list)
     status: str = "ok"  # ok | truncated | skipped
 
@@ -66,7 +69,7 @@ def tokenize_sample(tok, sample: Sample, *, max_length: int, overlength: str, us
     if not inside:
         raise InputError(f"sample {sample.id!r}: no token of the response survives tokenisation")
     first, last = inside[0], inside[-1]
-    starts = [min(max(offs[j][0] - r0, 0), n_resp) for j in range(first, last + 1)]
+    starts = [min(offs[j][0] - r0, n_resp) for j in range(first, last + 1)]  # only the first can be < 0
     ends = [min(max(offs[j][1] - r0, 0), n_resp) for j in range(first, last + 1)]
     ids = ids[: last + 1]
     end_id = None

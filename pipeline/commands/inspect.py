@@ -1,4 +1,4 @@
-"""``logitfuse inspect DIR``: a summary table and a PNG histogram of a capture folder."""
+"""``logitfuse inspect DIR``: a summary table and a PNG histogram of a capture or aligned folder."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 def add_arguments(p, name: str) -> None:
     """DIR and options."""
-    p.add_argument("dir", help="a capture folder (holding manifest.json)")
+    p.add_argument("dir", help="a capture folder or an aligned folder <out>/aligned/<source> (holding manifest.json)")
     p.add_argument("--png", help="where to write the histogram (default DIR/inspect.png)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON line")
 

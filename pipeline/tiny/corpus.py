@@ -67,3 +67,22 @@ def records(n: int, seed: int = 0) -> list[dict]:
 def text_lines(n: int, seed: int = 0) -> list[str]:
     """Training text for tokenizers: prompts and responses as plain lines."""
     return [f"{r['prompt']}{r['response']}" for r in records(n, seed)]
+
+
+_SCRIPTS = {  # (first code point, how many): CJK ideographs, Hangul syllables, emoji, accented Latin letters
+    "cjk": (0x4E00, 400), "hangul": (0xAC00, 300), "emoji": (0x1F600, 60), "latin": (0x00C0, 64)}
+
+
+def multilingual_lines(n: int, seed: int = 0) -> list[str]:
+    """Lines mixing English-like sentences with CJK, Hangul, emoji and accented words (multi-byte UTF-8 tokens)."""
+    rng = random.Random(seed)
+
+    def word(script: str) -> str:
+        first, count = _SCRIPTS[script]
+        chars = [chr(first + int(rng.paretovariate(1.2)) % count) for _ in range(rng.randint(1, 4))]
+        if script == "latin":  # accented letters inside ASCII words: café, naïve
+            return "".join(c + rng.choice("aeinorst") for c in chars)
+        return "".join(chars)
+
+    return [sentence(rng) + " " + " ".join(word(rng.choice(list(_SCRIPTS))) for _ in range(rng.randint(2, 8)))
+            for _ in range(n)]

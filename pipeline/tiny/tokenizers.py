@@ -58,9 +58,10 @@ def _sentencepiece_bpe(vocab_size: int, lines: list[str]) -> Tokenizer:
     return tok
 
 
-def build_tokenizer(kind: str, vocab_size: int = 1024, seed: int = 0, n_lines: int = 3000) -> PreTrainedTokenizerFast:
-    """Train a tokenizer of family ``kind`` ("bpe" or "sp") on deterministic synthetic text."""
-    lines = text_lines(n_lines, seed)
+def build_tokenizer(kind: str, vocab_size: int = 1024, seed: int = 0, n_lines: int = 3000,
+                    lines: list[str] | None = None) -> PreTrainedTokenizerFast:
+    """Train a tokenizer of family ``kind`` ("bpe" or "sp") on deterministic synthetic text (or on ``lines``)."""
+    lines = text_lines(n_lines, seed) if lines is None else lines
     if kind == "bpe":
         core = _byte_level_bpe(vocab_size, lines)
         extra = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.tiny.corpus import text_lines
+from pipeline.tiny.corpus import multilingual_lines, text_lines
 from pipeline.tiny.tokenizers import build_tokenizer
 
 # Non-ASCII on purpose: multi-byte characters split into byte tokens, byte fallback, NFC-stable accents.
@@ -20,6 +20,12 @@ def bpe():
 @pytest.fixture(scope="session")
 def sp():
     return build_tokenizer("sp", 1024, seed=1)
+
+
+@pytest.fixture(scope="session")
+def multilingual():
+    """A SentencePiece-style tokenizer whose vocabulary holds CJK, Hangul, emoji and accented tokens."""
+    return build_tokenizer("sp", 3000, lines=multilingual_lines(3000, seed=3))
 
 
 @pytest.fixture(scope="session")

@@ -125,3 +125,65 @@ def test_missing_offsets_need_the_dtw_fallback(monkeypatch):
     row, counts = align_row(piv, src, None, np.arange(10), 1, require_same_span=False, dtw_fallback=True,
                             src_tokens=["ab", "c"], piv_tokens=["a", "b", "c"])
     assert row["n_aligned"] >= 2 and sum(counts.values()) == 3
+
+
+def test_v1_pivot_shards_are_read_with_their_first_positions_masked(aligned, tmp_path):
+    """logit_shard v1 clipped the start of a token beginning inside the prompt to 0: a v1 capture stays readable,
+    and a first position at 0 is masked, since it may not start at the response's first byte."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from pipeline.io.atomic import sha256_file
+    from schemas.manifest import Manifest
+
+    out, _ = aligned
+    old = tmp_path / "tiny-llama-pivot"
+    shutil.copytree(out / "tiny-llama-pivot", old)
+    m = Manifest.read(old)
+    for e in m.shards:
+        table = pq.read_table(old / e.file)
+        pq.write_table(table.replace_schema_metadata({**table.schema.metadata, b"schema_version": b"1"}),
+                       old / e.file)
+        e.sha256, e.bytes = sha256_file(old / e.file), (old / e.file).stat().st_size
+    m.shard_schema_version = 1
+    (old / "manifest.json").write_text(m.to_json())
+    cfg = align_cfg(out, [_spec(out, "tiny-gpt2-bpe")])
+    cfg.pivot, cfg.output = str(old), str(tmp_path)
+    run_align(cfg)
+    now, before = ShardSet(tmp_path / "aligned" / "tiny-gpt2-bpe"), ShardSet(out / "aligned" / "tiny-gpt2-bpe")
+    masked = 0
+    for a, b, p in zip(now.iter_rows(), before.iter_rows(), ShardSet(old).iter_rows()):
+        want = np.asarray(b["src_index"])
+        if p["char_start"] and p["char_start"][0] == 0 and want[0] >= 0:
+            want[0], masked = -1, masked + 1
+        assert np.array_equal(a["src_index"], want), a["sample_id"]
+    assert masked > 0
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_inspect_summarises_an_aligned_folder(aligned, source, capsys):
+    from pipeline.cli import main
+
+    out, manifests = aligned
+    folder = out / "aligned" / source
+    assert main(["inspect", str(folder), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    m = manifests[source]
+    rows = list(ShardSet(folder).iter_rows())
+    idx = np.concatenate([r["src_index"] for r in rows])
+    ok = idx >= 0
+    assert s["samples"] == len(rows) and s["positions"] == idx.size and s["aligned"] == int(ok.sum())
+    assert s["coverage"] == pytest.approx(m.stats["coverage"])
+    assert s["one_to_one"] + s["one_to_many"] + s["many_to_one"] == s["aligned"]
+    cover = [r["n_aligned"] / r["n_positions"] for r in rows if r["n_positions"]]
+    assert s["sample_coverage_min"] == pytest.approx(min(cover))
+    tgt = np.concatenate([np.asarray(r["target_logprob"], np.float32) for r in rows])[ok]
+    assert s["nan_target_share"] == pytest.approx(np.isnan(tgt).mean())
+    k = int(m.codec["k"])
+    mapped = np.concatenate([np.asarray(r["mapped_logprobs"], np.float32) for r in rows]).reshape(-1, k)[ok]
+    assert s["mapped_topk_mass_mean"] == pytest.approx(np.exp(mapped.astype(np.float64)).sum(1).mean(), rel=1e-6)
+    assert 0 < s["mapped_topk_mass_mean"] <= s["topk_mass_mean"] * (1 + 1e-6) <= 1.001
+    assert s["map_exact"] == pytest.approx(m.stats["map_exact"])
+    assert any(key.startswith("map_fan_in/") for key in s)
+    assert (folder / "inspect.png").stat().st_size > 1000

@@ -63,7 +63,9 @@ def test_empty_and_invalid_inputs():
     with pytest.raises(AlignmentError, match="one length"):
         align_offsets([0, 1], [1], [0], [1])
     with pytest.raises(AlignmentError, match="non-negative"):
-        align_offsets([-1], [1], [0], [1])
+        align_offsets([-1], [-1], [0], [1])
+    # a negative start (the token begins inside the prompt) is allowed, and never aligned
+    assert _align([(-1, 1), (1, 2)], [(-1, 1), (1, 2)]).src_index.tolist() == [-1, 1]
 
 
 def _reference(src_start, src_end, piv_start, piv_end):

@@ -7,7 +7,8 @@ from rapidfuzz.distance import Levenshtein
 
 from pipeline.align.canonical import canonicalize, tokenizer_fingerprint
 from pipeline.align.offsets import align_offsets
-from pipeline.align.vocab_map import (build_vocab_map, check_map_matches, gather_cooc, map_array, nearest,
+from pipeline.align.nearest import candidates, nearest, nearest_same_start
+from pipeline.align.vocab_map import (build_vocab_map, check_map_matches, fan_in, gather_cooc, map_array,
                                       read_vocab_map, summarize, write_vocab_map)
 from pipeline.errors import AlignmentError, SchemaError
 from schemas import vocab_map as schema_mod
@@ -40,13 +41,13 @@ def test_bpe_to_sp_shares_and_rows(bpe, sp, bpe_to_sp):
     methods = np.asarray(bpe_to_sp.column("method").to_pylist())
     exact = np.flatnonzero(methods == "exact")
     assert all(src.token_bytes[i] == piv.token_bytes[ids[i]] for i in exact) and not dist[exact].any()
-    # edit rows: the recorded distance is real and minimal over every regular pivot token
-    choices = [t for j, t in enumerate(piv.texts()) if not piv.special[j]]
-    edit = np.flatnonzero(methods == "edit")
-    for i in edit[:: max(1, edit.size // 60)]:
-        q = src.texts([i])[0]
-        assert dist[i] == Levenshtein.distance(q, piv.texts([ids[i]])[0]) > 0
-        assert dist[i] == process.cdist([q], choices, scorer=Levenshtein.distance).min()
+    # edit rows (the pivot has <0xNN> tokens, so a byte prefix always exists): the longest pivot token that is a
+    # byte prefix of the source token, and the recorded distance is the byte edit distance to it
+    pivot_bytes = {b for j, b in enumerate(piv.token_bytes) if not piv.special[j]}
+    for i in np.flatnonzero(methods == "edit"):
+        q, got = src.token_bytes[i], piv.token_bytes[ids[i]]
+        longest = max(n for n in range(1, len(q)) if q[:n] in pivot_bytes)
+        assert got == q[:longest] and dist[i] == Levenshtein.distance(q, got) == len(q) - longest
     eos = bpe.get_vocab()["<|endoftext|>"]
     assert ids[eos] == sp.eos_token_id and methods[eos] == "special"
 
@@ -69,9 +70,10 @@ def test_nearest_matches_brute_force():
 def test_cooc_breaks_ties_among_candidates(bpe, sp, bpe_to_sp):
     src, piv = canonicalize(bpe), canonicalize(sp)
     methods = bpe_to_sp.column("method").to_pylist()
-    i = next(i for i, m in enumerate(methods) if m == "edit")
     choice_ids = [j for j in range(len(piv)) if not piv.special[j] and not piv.byte_fallback[j]]
-    (idx, _), = nearest(src.texts([i]), piv.texts(choice_ids), k=4)
+    edit = [i for i, m in enumerate(methods) if m == "edit"]
+    found = candidates([src.token_bytes[i] for i in edit], [piv.token_bytes[j] for j in choice_ids], k=4)
+    i, idx = next((i, idx) for i, (idx, _) in zip(edit, found) if idx.size >= 2)
     runner_up = choice_ids[idx[1]]
     table = build_vocab_map(bpe, sp, cooc={(i, runner_up): 5, (i, 10**6): 99})
     assert map_array(table)[i] == runner_up and table.column("method")[i].as_py() == "stats"
@@ -100,7 +102,8 @@ def test_write_read_round_trip(bpe_to_sp, tmp_path):
 
 @pytest.mark.parametrize("damage, reason", [
     (lambda t: t.replace_schema_metadata({**t.schema.metadata, b"schema": b"logit_shard"}), "not a vocab_map"),
-    (lambda t: t.replace_schema_metadata({**t.schema.metadata, b"schema_version": b"2"}), "schema_version"),
+    (lambda t: t.replace_schema_metadata({**t.schema.metadata, b"schema_version": b"9"}), "schema_version"),
+    (lambda t: t.replace_schema_metadata({**t.schema.metadata, b"schema_version": b"1"}), "overwrite=true"),
     (lambda t: t.replace_schema_metadata({k: v for k, v in t.schema.metadata.items()
                                           if k != b"pivot_fingerprint"}), "pivot_fingerprint"),
     (lambda t: t.drop_columns(["distance"]), "columns"),
@@ -134,3 +137,44 @@ def test_map_must_match_tokenizers(bpe, sp, bpe_to_sp):
         check_map_matches(bpe_to_sp, bpe, bpe)
     with pytest.raises(AlignmentError, match="its source"):
         check_map_matches(bpe_to_sp, sp, sp)
+
+
+def test_multibyte_tokens_map_to_their_leading_bytes(multilingual, bpe):
+    """CJK, Hangul, emoji and accented source tokens onto a byte-level pivot trained on English-like text: each maps to
+    a pivot token its bytes start with (never to an unrelated id such as '!'), and no pivot id receives more source
+    ids than there are source tokens starting with its bytes."""
+    table = build_vocab_map(multilingual, bpe)
+    src, piv = canonicalize(multilingual), canonicalize(bpe)
+    ids, methods = map_array(table), np.asarray(table.column("method").to_pylist())
+    mapped = np.flatnonzero(np.isin(methods, ["exact", "edit"]))
+    multibyte = [i for i in mapped if max(src.token_bytes[i]) >= 0x80]
+    scripts = {"cjk": b"\xe4", "hangul": b"\xea", "emoji": b"\xf0\x9f", "accented": b"\xc3"}
+    for name, lead in scripts.items():  # the vocabulary really holds each kind, mapped by edit distance
+        assert any(lead in src.token_bytes[i] and methods[i] == "edit" for i in multibyte), name
+    for i in mapped:
+        assert src.token_bytes[i].startswith(piv.token_bytes[ids[i]]), (src.tokens[i], piv.tokens[ids[i]])
+    # the bound: a pivot id only receives source tokens that start with its bytes
+    starts_with = {p: sum(src.token_bytes[i].startswith(piv.token_bytes[p]) for i in mapped) for p, _ in
+                   fan_in(table, top=20) if not piv.special[p]}
+    for p, received in fan_in(table, top=20):
+        assert piv.special[p] or received <= starts_with[p]
+    bang = bpe.get_vocab()["!"]
+    assert (ids == bang).sum() == sum(src.token_bytes[i].startswith(b"!") for i in mapped)
+    # the report: fan_in lists the largest receivers, most first, with their true counts
+    top = fan_in(table, top=3)
+    counts = np.bincount(ids[ids >= 0])
+    assert [c for _, c in top] == sorted(counts, reverse=True)[:3] and all(counts[p] == c for p, c in top)
+
+
+def test_edit_search_on_bytes_prefers_the_tokens_leading_bytes():
+    han = "中".encode()  # e4 b8 ad
+    one, pair = "一".encode(), han[:2]  # 一 = e4 b8 80: one substitution away, like the byte pair e4 b8
+    choices = [b"!", one, b" ", pair, han[:1]]
+    (idx, dist), = nearest_same_start([han], choices, k=2)
+    assert idx.tolist() == [3, 1] and dist.tolist() == [1, 1]  # tie at 1: the prefix of the query first
+    (idx, _), = nearest_same_start([b"\xea\xb0\x80"], choices)  # no choice starts with 0xEA: searched among all
+    assert idx.size == 1
+    (idx, dist), = candidates([han + b"x"], choices, k=3)  # byte prefixes, longest first
+    assert idx.tolist() == [3, 4] and dist.tolist() == [2, 3]
+    (idx, _), = candidates([han + b"x"], choices, max_distance=2)
+    assert idx.tolist() == [3]

@@ -2,10 +2,13 @@
 
 - ``bpe``: GPT-2 style byte-level BPE, 32768 ids, regex pre-tokenizer, ``Ġ``/``Ċ`` byte alphabet.
 - ``sp``: Llama style SentencePiece BPE, 32000 ids, ``▁`` spaces, ``<0xNN>`` byte fallback, NFC normaliser.
+- ``bpe150k`` / ``bpe100k``: byte-level BPEs of 150,000 and 100,000 ids (Qwen-2 / Llama-3 sized) for the vocab-map
+  timing at real sizes, trained on 96 MB each.
 
 They are trained on disjoint halves of the Python stdlib and site-packages sources and texts (as two real model
 families are trained on different data), with every 10th stdlib file held out for benchmark text. Built once
-(about a minute each on two cores) and cached under ~/.cache/logitfuse/bench_align/.
+(about a minute each for the 32k ones on two cores, several for the large ones) and cached under
+~/.cache/logitfuse/bench_align/.
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ from transformers import PreTrainedTokenizerFast
 
 CACHE = Path(os.environ.get("LOGITFUSE_CACHE", Path.home() / ".cache" / "logitfuse")) / "bench_align"
 SPECIALS = ["<|endoftext|>", "<|user|>", "<|assistant|>", "<|end|>"]
-SIZES = {"bpe": 32768, "sp": 32000}
-TRAIN_BYTES = 24 << 20  # per tokenizer; enough for stable 32k merges, trains in about a minute
+SIZES = {"bpe": 32768, "sp": 32000, "bpe150k": 150000, "bpe100k": 100000}
+TRAIN_BYTES = {"bpe": 24 << 20, "sp": 24 << 20, "bpe150k": 96 << 20, "bpe100k": 96 << 20}  # enough for stable merges
 EXTS = ("py", "txt", "rst", "md")
 
 
@@ -60,7 +63,7 @@ def held_out_text(n_chars: int) -> str:
 
 
 def _train(kind: str, texts: list[str]) -> Tokenizer:
-    if kind == "bpe":
+    if kind.startswith("bpe"):
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
@@ -81,12 +84,12 @@ def _train(kind: str, texts: list[str]) -> Tokenizer:
 
 
 def load(kind: str) -> PreTrainedTokenizerFast:
-    """The cached large tokenizer ``kind`` ("bpe" or "sp"), trained on first use."""
-    path = CACHE / f"{kind}{SIZES[kind] // 1000}k" / "tokenizer.json"
+    """The cached large tokenizer ``kind`` (a key of ``SIZES``), trained on first use."""
+    path = CACHE / f"{kind.removesuffix(f'{SIZES[kind] // 1000}k')}{SIZES[kind] // 1000}k" / "tokenizer.json"
     if not path.exists():
         train = _files()[0]
-        half = train[0::2] if kind == "bpe" else train[1::2]
-        tok = _train(kind, read_texts(half, TRAIN_BYTES))
+        half = train[0::2] if kind in ("bpe", "bpe150k") else train[1::2]
+        tok = _train(kind, read_texts(half, TRAIN_BYTES[kind]))
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".tmp-{path.name}.{os.getpid()}")
         tok.save(str(tmp))

@@ -26,7 +26,7 @@ import _large_tokenizers  # noqa: E402
 from pipeline.align.canonical import canonicalize  # noqa: E402
 from pipeline.align.dtw import dtw_align, path_to_alignment, reference_dtw  # noqa: E402
 from pipeline.align.offsets import ONE_TO_ONE, align_offsets  # noqa: E402
-from pipeline.align.vocab_map import build_vocab_map, summarize  # noqa: E402
+from pipeline.align.vocab_map import build_vocab_map, fan_in, summarize  # noqa: E402
 
 N_TOKENS = 2048
 
@@ -89,8 +89,10 @@ def bench_vocab_map(src, piv) -> None:
     for name, a, b in (("bpe->sp", src, piv), ("sp->bpe", piv, src)):
         table, wall, cpu = timed(build_vocab_map, a, b)
         share = summarize(table)
+        piv = canonicalize(b)
+        top = [(piv.token_bytes[p].decode("utf-8", "backslashreplace"), n) for p, n in fan_in(table, 5)]
         emit("vocab_map_s", wall, cpu_s=cpu, direction=name, source_vocab=len(a), pivot_vocab=len(b),
-             exact_share=share["exact"], shares=share, goal_s=60)
+             exact_share=share["exact"], shares=share, fan_in=top, goal_s=60)
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from pipeline.errors import ConfigError, PublishError
 from pipeline.io.reader import ShardSet, verify
 from pipeline.publish.config import PublishConfig
 from pipeline.publish.job import run_publish
+from schemas import logit_shard
 from tests.conftest import flip_byte
 
 pytestmark = pytest.mark.ray
@@ -42,7 +43,8 @@ def test_layout_manifests_and_card(staged, shard_root):
     assert {c["config_name"]: c["data_files"] for c in front["configs"]} == {
         c: [{"split": "train", "path": f"data/{c}/train-*.parquet"}] for c in CONFIGS}
     src = ShardSet(shard_root / "tiny-gpt2-bpe").manifest
-    for needle in ("`logit_shard` version 1", "`aligned_shard` version 1", "`lossless` version 1", "| k | 4 |",
+    for needle in (f"`logit_shard` version {logit_shard.VERSION}", "`aligned_shard` version 1", "`lossless` version 1",
+                   "| k | 4 |",
                    src.fingerprints["tokenizer"], src.fingerprints["model"], src.config["input"], "bytes/token",
                    f"{src.stats['bytes_per_token']:.2f}", "decode_topk", "CodecSpec.from_metadata",
                    'ShardSet("hf://datasets/my-org/tiny-logits/tiny-gpt2-bpe")'):
