@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     except LogitfuseError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the environment, not a bug: a full disk, a read-only or missing path
+        print(f"error: {e.filename or ''}{': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
