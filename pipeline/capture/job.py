@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 
 from pipeline.capture.config import CaptureConfig
 from pipeline.capture.inputs import Sample, load_samples, plan_fingerprint
-from pipeline.capture.model import (load_tokenizer, model_fingerprint, resolve_device, resolve_dtype,
+from pipeline.capture.model import (check_vocab, load_tokenizer, model_fingerprint, resolve_device, resolve_dtype,
                                     resolve_model_path, template_fingerprint, tokenizer_fingerprint)
 from pipeline.config import local_path
 from pipeline.errors import ConfigError, ModelLoadError
@@ -87,6 +87,7 @@ def _capture(cfg: CaptureConfig) -> Manifest:
     samples = load_samples(cfg.input, cfg.limit)
     tok = load_tokenizer(cfg.model)
     vocab = _vocab_size(cfg, tok)
+    check_vocab(tok, vocab, cfg.model)
     if cfg.k > vocab:
         raise ConfigError(f"capture: k={cfg.k} is larger than the vocabulary of {cfg.model!r} ({vocab})")
     device = resolve_device(cfg.device)
