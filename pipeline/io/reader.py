@@ -24,7 +24,11 @@ class ShardSet:
 
     def __init__(self, folder: str | Path):
         self.folder = resolve_shard_folder(folder)  # a plain folder unchanged; a published dataset's manifest folder
-        self.manifest = Manifest.read(self.folder)
+        self.manifest = m = Manifest.read(self.folder)
+        planned = -(-m.num_samples // m.shard_size) if m.shard_size > 0 else None
+        if len(m.shards) != planned:  # a dropped or added entry would silently change what every reader sees
+            raise ShardError(f"{self.folder / 'manifest.json'}: lists {len(m.shards)} shards, the plan of "
+                             f"{m.num_samples} samples in shards of {m.shard_size} has {planned}")
 
     def __len__(self) -> int:
         return len(self.manifest.shards)
@@ -97,9 +101,6 @@ def verify(folder: str | Path, checksums: bool = True) -> list[str]:
     folder = shards.folder
     problems: list[str] = []
     m = shards.manifest
-    expected_shards = -(-m.num_samples // m.shard_size)
-    if len(m.shards) != expected_shards:
-        problems.append(f"{folder}/manifest.json: lists {len(m.shards)} shards, the plan has {expected_shards}")
     for i, e in enumerate(m.shards):
         p = folder / e.file
         try:

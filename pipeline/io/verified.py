@@ -29,7 +29,7 @@ def verify_file(path: str | Path, size: int, sha256: str | None) -> Path:
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise ShardError(f"{path}: listed in the manifest but missing") from None
+        raise ShardError(f"{path}: missing (listed in the manifest)") from None
     except OSError as e:
         raise ShardError(f"{path}: cannot be read ({e.strerror})") from None
     if st.st_size != size:
