@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 KINDS = {"kill": "kills_survived", "corruption": "corruptions_caught", "bad_input": "bad_inputs_named",
-         "writer": "writer_conflicts_refused", "write_error": "write_errors_clean"}
+         "writer": "writer_conflicts_refused", "write_error": "write_errors_clean", "stray": "stray_files_ignored"}
 _COUNTS: dict[str, list[int]] = defaultdict(lambda: [0, 0])
 
 
