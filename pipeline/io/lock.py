@@ -131,7 +131,9 @@ def folder_lock(folder: str | Path, what: str, fingerprint: str = "", wait_s: fl
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise LockError(f"cannot create the output folder {path.parent}: {e.strerror}") from None
+            blocking = next((p for p in (path.parent, *path.parent.parents) if p.exists() and not p.is_dir()), None)
+            why = f"{blocking} exists and is not a folder" if blocking else e.strerror
+            raise LockError(f"cannot create the output folder {path.parent}: {why}") from None
     record = {"host": socket.gethostname(), "pid": os.getpid(), "process_start": _process_start(os.getpid()),
               "started": time.time(), "fingerprint": fingerprint, "what": what, "folder": str(Path(folder))}
     deadline = time.monotonic() + wait_s
