@@ -165,3 +165,33 @@ def test_train_refuses_a_corrupted_aligned_shard(fusion_shards, region, tmp_path
     with pytest.raises(ShardError, match=rf"{SOURCE}/{SHARD}: sha256 mismatch"):
         run_train(cfg)
     assert not list((tmp_path / "runs").rglob("metrics.jsonl"))
+
+
+def _reseal_with_bad_blob(d: Path) -> str:
+    """A blob that is not a zstd frame, in a shard whose manifest was re-sealed (a buggy producer, not a flip):
+    verification passes, the codec refuses. Returns the sample id."""
+    import pyarrow as pa
+
+    from pipeline.io.atomic import sha256_file
+
+    path = d / SHARD
+    table = pq.read_table(path)
+    blobs = table.column("topk_logprobs").to_pylist()
+    row = next(i for i, n in enumerate(table.column("n_positions").to_pylist()) if n)
+    blobs[row] = b"not a zstd frame" * 4
+    i = table.schema.get_field_index("topk_logprobs")
+    pq.write_table(table.set_column(i, table.schema.field(i), pa.array(blobs, pa.binary())), path)
+    m = json.loads((d / "manifest.json").read_text())
+    m["shards"][1] |= {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    (d / "manifest.json").write_text(json.dumps(m))
+    return table.column("sample_id")[row].as_py()
+
+
+def test_a_blob_that_does_not_decode_names_shard_and_sample(fusion_shards, tmp_path, capsys):
+    d = copy_set(fusion_shards / SOURCE, tmp_path / SOURCE)
+    sample = _reseal_with_bad_blob(d)
+    assert main(["inspect", str(d), "--json", "--png", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert f"{d / SHARD}: sample {sample!r}: log-prob blob" in err, err
+    with pytest.raises(LogitfuseError, match=rf"{SHARD}: sample {sample!r}: log-prob blob"):
+        _align(fusion_shards, d, tmp_path / "al")
