@@ -38,6 +38,9 @@ def main(description: str, config_cls, run: Callable, argv: list[str] | None = N
     except LogitfuseError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the environment, not a bug: a full disk, a read-only or missing path
+        print(f"error: {e.filename or ''}{': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
+        return 2
     if summary:
         summary(result)
     return 0

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import sys
 
+from pipeline.cluster.auth import redact
 from pipeline.errors import LogitfuseError
 
 COMMANDS = {
@@ -63,7 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args._run(args) or 0
     except LogitfuseError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {redact(e)}", file=sys.stderr)  # an address with credentials is never echoed
+        return 2
+    except OSError as e:  # the environment, not a bug: a full disk, a read-only or missing path
+        print(f"error: {e.filename or ''}{': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
         return 2
 
 

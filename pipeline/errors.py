@@ -39,3 +39,11 @@ class SubmitError(LogitfuseError):
 
 class PublishError(LogitfuseError):
     """A shard set could not be staged or uploaded to the Hub."""
+
+
+class LockError(LogitfuseError):
+    """An output folder is held by another writer (names the holder), or its lock cannot be taken."""
+
+
+class WriteError(LogitfuseError):
+    """An output cannot be written: full disk, read-only folder, a file where a folder should be (names the path)."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from pipeline.io.reader import ShardSet
+from pipeline.io.reader import ShardSet, decode_topk
 
 
 def _topk_stats(shards: ShardSet) -> tuple[np.ndarray, np.ndarray, int]:
@@ -16,16 +16,14 @@ def _topk_stats(shards: ShardSet) -> tuple[np.ndarray, np.ndarray, int]:
     top1, ent, hits = [], [], 0
     if codec is None:
         return np.zeros(0), np.zeros(0), 0
-    from pipeline.capture.codec import decode
-
     for i in range(len(shards)):
-        frame = pl.read_parquet(shards.path(i), columns=["input_ids", "response_start", "n_positions",
-                                                          "topk_ids", "topk_logprobs"])
+        path = shards.path(i)  # verified against the manifest
+        frame = pl.read_parquet(path, columns=["sample_id", "input_ids", "response_start", "n_positions",
+                                               "topk_ids", "topk_logprobs"])
         for row in frame.iter_rows(named=True):
-            n = row["n_positions"]
-            if n == 0:
+            if row["n_positions"] == 0:
                 continue
-            ids, lps = decode(codec, row["topk_ids"], row["topk_logprobs"], n)
+            ids, lps = decode_topk(codec, row, where=path)
             targets = np.asarray(row["input_ids"][row["response_start"]:])
             hits += int((ids[:, 0] == targets).sum())
             p = np.exp(lps.astype(np.float64))

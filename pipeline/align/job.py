@@ -15,7 +15,8 @@ from pipeline.align.vocab_map import (build_vocab_map, check_map_matches, fan_in
                                       read_vocab_map, summarize, write_vocab_map)
 from pipeline.capture.model import load_tokenizer, tokenizer_fingerprint
 from pipeline.config import local_path
-from pipeline.errors import AlignmentError
+from pipeline.errors import AlignmentError, SchemaError, ShardError
+from pipeline.io.lock import folder_lock
 from pipeline.io.reader import ShardSet
 from pipeline.io.writer import ShardSetWriter
 from schemas import aligned_shard, logit_shard
@@ -94,11 +95,23 @@ def _token_texts(model: str) -> list[str]:
 
 def align_shard(pivot_dir: str, source_dir: str, index: int, id_map: np.ndarray, flags: dict, models: tuple):
     """Align shard ``index`` of a source onto the pivot's (runs as a Ray task)."""
-    from pipeline.align.shards import align_row, rows_to_table
+    from pipeline.align.shards import rows_to_table
 
     src, piv = ShardSet(source_dir), ShardSet(pivot_dir)
     codec = src.codec()
     clipped = {f"{side}_clipped": logit_shard.version(s.schema(index)) < 2 for side, s in (("src", src), ("piv", piv))}
+    try:
+        rows, counts = _align_rows(src, piv, index, codec, id_map, flags | clipped, models)
+    except SchemaError as e:  # e.g. a blob that does not decode: the sample is named already, add the shard
+        shard = src.folder / src.manifest.shards[index].file
+        raise (e if str(shard) in str(e) else ShardError(f"{shard}: {e}")) from None
+    table = rows_to_table(rows, aligned_shard.schema(flags_meta(codec.k, src, piv)))
+    return table, dict(counts)
+
+
+def _align_rows(src: ShardSet, piv: ShardSet, index: int, codec, id_map, flags: dict, models: tuple):
+    from pipeline.align.shards import align_row
+
     rows, counts = [], Counter()
     for p_batch, s_batch in zip(piv.iter_batches(index, columns=ROW_COLUMNS),
                                 src.iter_batches(index, columns=ROW_COLUMNS)):
@@ -108,11 +121,10 @@ def align_shard(pivot_dir: str, source_dir: str, index: int, id_map: np.ndarray,
                 st, pt = _token_texts(models[0]), _token_texts(models[1])
                 toks = dict(src_tokens=[st[i] for i in s["input_ids"][s["response_start"]:]],
                             piv_tokens=[pt[i] for i in p["input_ids"][p["response_start"]:]])
-            row, c = align_row(p, s, codec, id_map, codec.k, **flags, **toks, **clipped)
+            row, c = align_row(p, s, codec, id_map, codec.k, **flags, **toks)
             rows.append(row)
             counts.update(c)
-    table = rows_to_table(rows, aligned_shard.schema(flags_meta(codec.k, src, piv)))
-    return table, dict(counts)
+    return rows, counts
 
 
 def flags_meta(k: int, src: ShardSet, piv: ShardSet) -> dict[str, str]:
@@ -131,7 +143,18 @@ def run_align(cfg: AlignConfig) -> dict[str, Manifest]:
     piv = ShardSet(cfg.pivot)
     piv_tok = load_tokenizer(cfg.pivot_model)
     check_tokenizer(piv, piv_tok, cfg.pivot_model)
-    return {m.name: m for m in (_align_source(cfg, spec, piv, piv_tok) for spec in cfg.sources)}
+    return {m.name: m for m in (_locked_align(cfg, spec, piv, piv_tok) for spec in cfg.sources)}
+
+
+def output_folder(cfg: AlignConfig, spec: SourceSpec, src: ShardSet) -> Path:
+    """Where the aligned shards of source ``spec`` go."""
+    return Path(cfg.output) / "aligned" / (spec.name or src.manifest.name)
+
+
+def _locked_align(cfg: AlignConfig, spec: SourceSpec, piv: ShardSet, piv_tok) -> Manifest:
+    out = output_folder(cfg, spec, ShardSet(spec.shards))
+    with folder_lock(out, "align", cfg.fingerprint(list(AlignConfig.OUTPUT_KEYS))):
+        return _align_source(cfg, spec, piv, piv_tok)
 
 
 def _align_source(cfg: AlignConfig, spec: SourceSpec, piv: ShardSet, piv_tok) -> Manifest:
@@ -146,8 +169,8 @@ def _align_source(cfg: AlignConfig, spec: SourceSpec, piv: ShardSet, piv_tok) ->
     src_tok = load_tokenizer(spec.model)
     check_tokenizer(src, src_tok, spec.model)
     check_plans(src, piv)
-    name = spec.name or src.manifest.name
-    out = Path(cfg.output) / "aligned" / name
+    out = output_folder(cfg, spec, src)
+    name = out.name
     describe = {k: getattr(cfg, k) for k in AlignConfig.OUTPUT_KEYS} | {
         "source": [s.sha256 for s in src.manifest.shards], "pivot": [s.sha256 for s in piv.manifest.shards],
         "vocab_map": spec.vocab_map, "vocab_map_version": vocab_map_schema.VERSION}

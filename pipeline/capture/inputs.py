@@ -43,6 +43,19 @@ def _check_text(value, where: str, field: str) -> str:
     return value
 
 
+def _check_roles(roles: list[str], where: str) -> None:
+    """An optional system turn, then user and assistant alternating from user, ending with the assistant."""
+    first = 1 if roles[0] == "system" else 0
+    body = roles[first:]
+    for j, role in enumerate(body):
+        want = "user" if j % 2 == 0 else "assistant"
+        if role != want:
+            raise InputError(f"{where}: messages[{first + j}] has role {role!r} where {want!r} was expected (an optional "
+                             f"'system' turn first, then 'user' and 'assistant' alternating)")
+    if not body or body[-1] != "assistant":
+        raise InputError(f"{where}: the last message must be the assistant's response, got role {roles[-1]!r}")
+
+
 def to_sample(rec: dict, where: str) -> Sample:
     """Validate one raw record; ``where`` names the file and record for error messages."""
     if not isinstance(rec, dict):
@@ -64,8 +77,7 @@ def to_sample(rec: dict, where: str) -> Sample:
                 raise InputError(f"{where}: messages[{j}] must have 'role' and 'content'")
             turns.append((_check_text(m["role"], where, f"messages[{j}].role"),
                           _check_text(m["content"], where, f"messages[{j}].content")))
-        if turns[-1][0] != "assistant":
-            raise InputError(f"{where}: the last message must be the assistant's response, got role {turns[-1][0]!r}")
+        _check_roles([r for r, _ in turns], where)
     else:
         for f in ("prompt", "response"):
             if rec.get(f) is None:

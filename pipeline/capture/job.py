@@ -12,11 +12,12 @@ import pyarrow.compute as pc
 
 from pipeline.capture.config import CaptureConfig
 from pipeline.capture.inputs import Sample, load_samples, plan_fingerprint
-from pipeline.capture.model import (load_tokenizer, model_fingerprint, resolve_device, resolve_dtype,
+from pipeline.capture.model import (check_vocab, load_tokenizer, model_fingerprint, resolve_device, resolve_dtype,
                                     resolve_model_path, template_fingerprint, tokenizer_fingerprint)
 from pipeline.config import local_path
 from pipeline.errors import ConfigError, ModelLoadError
 from pipeline.io.atomic import write_text
+from pipeline.io.lock import folder_lock
 from pipeline.io.writer import ShardSetWriter, shard_file
 from pipeline.ray_utils import unwrap_errors
 from schemas import logit_shard
@@ -67,14 +68,26 @@ def _plan_table(samples: list[Sample], shard_size: int, shards: list[int]) -> pa
     })
 
 
+def output_folder(cfg: CaptureConfig) -> Path:
+    """Where this model's shards go."""
+    return Path(cfg.output) / model_name(cfg)
+
+
 def run_capture(cfg: CaptureConfig) -> Manifest:
-    """Capture ``cfg.model`` over ``cfg.input``; resumes, and refuses a folder of another configuration."""
-    t0 = time.time()
+    """Capture ``cfg.model`` over ``cfg.input``; resumes, and refuses a folder of another configuration or one
+    another live capture is writing."""
     cfg.input, cfg.model = local_path(cfg.input), local_path(cfg.model)
     cfg.output = str(Path(cfg.output).resolve())  # to be created: never a Hub id
+    with folder_lock(output_folder(cfg), "capture", cfg.fingerprint(list(CaptureConfig.OUTPUT_KEYS))):
+        return _capture(cfg)
+
+
+def _capture(cfg: CaptureConfig) -> Manifest:
+    t0 = time.time()
     samples = load_samples(cfg.input, cfg.limit)
     tok = load_tokenizer(cfg.model)
     vocab = _vocab_size(cfg, tok)
+    check_vocab(tok, vocab, cfg.model)
     if cfg.k > vocab:
         raise ConfigError(f"capture: k={cfg.k} is larger than the vocabulary of {cfg.model!r} ({vocab})")
     device = resolve_device(cfg.device)
@@ -86,8 +99,7 @@ def run_capture(cfg: CaptureConfig) -> Manifest:
     describe = {k: getattr(cfg, k) for k in CaptureConfig.OUTPUT_KEYS} | fps | {"dtype": dtype} | versions
     fingerprint = hashlib.sha256(json.dumps([cfg.fingerprint(list(CaptureConfig.OUTPUT_KEYS)), fps, dtype,
                                              versions], sort_keys=True).encode()).hexdigest()[:16]
-    name = model_name(cfg)
-    out = Path(cfg.output) / name
+    name, out = model_name(cfg), output_folder(cfg)
     writer = ShardSetWriter(out, fingerprint, describe, overwrite=cfg.overwrite)
     n_shards = -(-len(samples) // cfg.shard_size)
     missing = [i for i in range(n_shards) if writer.complete(i) is None]

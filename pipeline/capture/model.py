@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -52,6 +53,18 @@ def load_tokenizer(spec: str):
     if not getattr(tok, "is_fast", False):
         raise ModelLoadError(f"tokenizer of {spec!r} is not a fast tokenizer: character offsets are needed")
     return tok
+
+
+def check_vocab(tok, model_vocab: int, spec: str) -> None:
+    """Every id the tokenizer can produce must index the model's embedding. A model with more rows than its
+    tokenizer has ids is normal (padding rows, e.g. to a multiple of 64): said on stderr, not refused."""
+    ids = max(tok.get_vocab().values()) + 1  # added tokens included
+    if ids > model_vocab:
+        raise ModelLoadError(f"the tokenizer of {spec!r} has {ids} ids but the model's embedding has {model_vocab} "
+                             f"rows: ids >= {model_vocab} have no embedding; give the model its own tokenizer")
+    if ids < model_vocab:
+        print(f"{spec}: the model has {model_vocab} embedding rows, its tokenizer {ids} ids; the other "
+              f"{model_vocab - ids} are padding rows (never a target)", file=sys.stderr)
 
 
 def load_model(spec: str, device: str, dtype: torch.dtype):

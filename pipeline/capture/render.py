@@ -90,8 +90,11 @@ def tokenize_sample(tok, sample: Sample, *, max_length: int, overlength: str, us
         if overlength == "error":
             raise InputError(f"sample {sample.id!r}: {len(ids)} tokens exceed max_length={max_length}; "
                              f"set overlength=truncate or overlength=skip")
-        if overlength == "skip" or first >= max_length:
+        n = len(ids) - first
+        if overlength == "skip" or (first >= max_length and n >= max_length):
             return Tokenized([], 0, status="skipped")
+        if first >= max_length:  # the prompt alone fills max_length: cut it from the left, keep the response whole
+            return Tokenized(ids[-max_length:], max_length - n, starts, ends, status="truncated")
         keep = max_length - first
         out = Tokenized(ids[:max_length], first, starts[:keep], ends[:keep], status="truncated")
     return out

@@ -11,11 +11,19 @@ requires it, and never printed.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from pipeline.errors import SubmitError
 
 DEFAULT_TIMEOUT = 10.0  # seconds: a dead or firewalled address fails fast
+_USERINFO = re.compile(r"(\b[a-zA-Z][\w+.-]*://)[^/\s@'\"]+@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of every URL in it (``http://user:secret@host``) replaced by ``***``: used on
+    every address or error text printed."""
+    return _USERINFO.sub(r"\1***@", str(text))
 
 
 def normalize_address(address: str | None) -> str:
@@ -25,12 +33,13 @@ def normalize_address(address: str | None) -> str:
         raise SubmitError("no cluster address: pass --address http://HEAD:8265 (the Ray dashboard address) or set "
                           "RAY_API_SERVER_ADDRESS")
     address = address.strip().rstrip("/")
+    shown = redact(address)
     if address.startswith("ray://") or address == "auto":
-        raise SubmitError(f"{address!r} is not a Jobs API address: use the dashboard address, http://HEAD:8265")
+        raise SubmitError(f"{shown!r} is not a Jobs API address: use the dashboard address, http://HEAD:8265")
     if "://" not in address:
         address = f"http://{address}"
     if not address.startswith(("http://", "https://")):
-        raise SubmitError(f"{address!r}: the Jobs API address must start with http:// or https://")
+        raise SubmitError(f"{redact(address)!r}: the Jobs API address must start with http:// or https://")
     return address
 
 
@@ -48,8 +57,10 @@ def find_token() -> tuple[str, str] | None:
 
 
 def _get(url: str, address: str, timeout: float):
-    """GET with a timeout; SubmitError naming the address when nothing answers."""
+    """GET with a timeout; SubmitError naming the address (credentials redacted) when nothing answers."""
     import requests
+
+    address = redact(address)
 
     try:
         return requests.get(url, timeout=timeout)
@@ -67,7 +78,7 @@ def auth_mode(address: str, timeout: float = DEFAULT_TIMEOUT) -> str:
     r = _get(f"{address}/api/authentication_mode", address, timeout)
     if r.status_code == 404:  # a cluster older than token authentication, or no Ray dashboard at all
         if _get(f"{address}/api/version", address, timeout).status_code == 404:
-            raise SubmitError(f"{address} does not look like a Ray dashboard (no /api/version): give the head's "
+            raise SubmitError(f"{redact(address)} does not look like a Ray dashboard (no /api/version): give the head's "
                               f"dashboard address, http://HEAD:8265")
         return "disabled"
     try:
@@ -75,7 +86,7 @@ def auth_mode(address: str, timeout: float = DEFAULT_TIMEOUT) -> str:
             raise ValueError
         return str(r.json().get("authentication_mode", "disabled"))
     except ValueError:
-        raise SubmitError(f"{address}/api/authentication_mode answered HTTP {r.status_code} without the expected "
+        raise SubmitError(f"{redact(address)}/api/authentication_mode answered HTTP {r.status_code} without the expected "
                           f"JSON: is this a Ray dashboard (http://HEAD:8265)?") from None
 
 
@@ -85,7 +96,7 @@ def auth_headers(address: str, timeout: float = DEFAULT_TIMEOUT) -> tuple[dict[s
         return {}, None
     found = find_token()
     if found is None:
-        raise SubmitError(f"the Ray cluster at {address} requires a token (RAY_AUTH_MODE=token) and none was found: "
+        raise SubmitError(f"the Ray cluster at {redact(address)} requires a token (RAY_AUTH_MODE=token) and none was found: "
                           f"set RAY_AUTH_TOKEN, or RAY_AUTH_TOKEN_PATH to a file holding it, or write it to "
                           f"~/.ray/auth_token (`ray get-auth-token` on the head prints it)")
     return {"Authorization": f"Bearer {found[0]}"}, found[1]

@@ -14,7 +14,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from pipeline.cluster.auth import DEFAULT_TIMEOUT, auth_headers, normalize_address
+from pipeline.cluster.auth import DEFAULT_TIMEOUT, auth_headers, normalize_address, redact
 from pipeline.cluster.runtime import entrypoint, load_config, runtime_env, submission_id
 from pipeline.errors import SubmitError
 
@@ -38,7 +38,7 @@ def _errors(what: str):
     except SubmitError:
         raise
     except Exception as e:
-        raise SubmitError(f"{what}: {_first_line(e)}") from None
+        raise SubmitError(redact(f"{what}: {_first_line(e)}")) from None
 
 
 @dataclass
@@ -46,7 +46,7 @@ class Cluster:
     """A Jobs API client and the address it talks to (for messages)."""
 
     client: object  # ray.job_submission.JobSubmissionClient, or a stand-in in tests
-    address: str
+    address: str  # for messages: credentials redacted
 
 
 def connect(address: str | None, timeout: float = DEFAULT_TIMEOUT) -> Cluster:
@@ -59,12 +59,12 @@ def connect(address: str | None, timeout: float = DEFAULT_TIMEOUT) -> Cluster:
     address = normalize_address(address)
     headers, source = auth_headers(address, timeout)
     try:
-        return Cluster(JobSubmissionClient(address, headers=headers), address)
+        return Cluster(JobSubmissionClient(address, headers=headers), redact(address))
     except AuthenticationError:  # HTTP 401 / 403
-        raise SubmitError(f"the Ray cluster at {address} rejected the token from {source}: give the cluster's "
+        raise SubmitError(f"the Ray cluster at {redact(address)} rejected the token from {source}: give the cluster's "
                           f"token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)") from None
     except Exception as e:
-        raise SubmitError(f"cannot use the Jobs API at {address}: {_first_line(e)}") from None
+        raise SubmitError(redact(f"cannot use the Jobs API at {address}: {_first_line(e)}")) from None
 
 
 def _status(job) -> str:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from pipeline.errors import WriteError
 
 TMP_PREFIX = ".tmp-"  # readers never list the folder; the prefix also keeps tools like `datasets` away
 
@@ -27,23 +30,37 @@ def _commit(tmp: Path, path: Path) -> None:
         os.close(dir_fd)
 
 
+@contextmanager
+def _cleanup(tmp: Path, path: Path):
+    """Remove ``tmp`` whatever happens; a write error (full disk, read-only folder, a file where a folder should
+    be) becomes one WriteError naming ``path``."""
+    try:
+        yield
+    except OSError as e:
+        raise WriteError(f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # the folder itself is gone or unwritable: nothing was left in it
+
+
 def write_text(path: str | Path, text: str) -> None:
     """Replace ``path`` with ``text`` atomically."""
     path = Path(path)
     tmp = _tmp(path)
-    tmp.write_text(text)
-    _commit(tmp, path)
+    with _cleanup(tmp, path):
+        tmp.write_text(text)
+        _commit(tmp, path)
 
 
 def write_parquet(path: str | Path, table: pa.Table, **kwargs) -> None:
     """Write ``table`` (with its own schema, never an inferred one) to ``path`` atomically."""
     path = Path(path)
     tmp = _tmp(path)
-    try:
+    with _cleanup(tmp, path):
         pq.write_table(table, tmp, **kwargs)
         _commit(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -56,9 +73,10 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def clean_tmp(folder: str | Path) -> int:
-    """Remove leftovers of killed writers; returns how many."""
+    """Remove leftovers of killed writers in ``folder`` and every folder below it; returns how many."""
     n = 0
-    for p in Path(folder).glob(f"{TMP_PREFIX}*"):
-        p.unlink(missing_ok=True)
-        n += 1
+    for p in Path(folder).rglob(f"{TMP_PREFIX}*"):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            n += 1
     return n

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.errors import SchemaError, ShardError
-from pipeline.io.atomic import sha256_file
+from pipeline.io.verified import verify_file
 from pipeline.publish.resolve import resolve_shard_folder
 from schemas import aligned_shard, logit_shard
 from schemas.common import metadata
@@ -24,17 +24,20 @@ class ShardSet:
 
     def __init__(self, folder: str | Path):
         self.folder = resolve_shard_folder(folder)  # a plain folder unchanged; a published dataset's manifest folder
-        self.manifest = Manifest.read(self.folder)
+        self.manifest = m = Manifest.read(self.folder)
+        planned = -(-m.num_samples // m.shard_size) if m.shard_size > 0 else None
+        if len(m.shards) != planned:  # a dropped or added entry would silently change what every reader sees
+            raise ShardError(f"{self.folder / 'manifest.json'}: lists {len(m.shards)} shards, the plan of "
+                             f"{m.num_samples} samples in shards of {m.shard_size} has {planned}")
 
     def __len__(self) -> int:
         return len(self.manifest.shards)
 
     def path(self, index: int) -> Path:
-        """Path of shard ``index``; ShardError when the file is gone."""
-        p = self.folder / self.manifest.shards[index].file
-        if not p.is_file():
-            raise ShardError(f"{p}: listed in the manifest but missing")
-        return p
+        """Path of shard ``index``, verified against the manifest (size and sha256, once per process);
+        ShardError naming the file when it is missing, truncated or corrupted."""
+        e = self.manifest.shards[index]
+        return verify_file(self.folder / e.file, e.bytes, e.sha256)
 
     def schema(self, index: int = 0) -> pa.Schema:
         """Validated schema of shard ``index``."""
@@ -78,11 +81,15 @@ class ShardSet:
                 yield from batch.to_pylist()
 
 
-def decode_topk(codec, row: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k ids ``[n, k]`` int32 and log-probs ``[n, k]`` float32 of one logit-shard row."""
+def decode_topk(codec, row: dict, where: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k ids ``[n, k]`` int32 and log-probs ``[n, k]`` float32 of one logit-shard row; a blob that does not
+    decode is a SchemaError naming the sample (and ``where``, the shard, when given)."""
     from pipeline.capture.codec import decode
 
-    return decode(codec, row["topk_ids"], row["topk_logprobs"], row["n_positions"])
+    try:
+        return decode(codec, row["topk_ids"], row["topk_logprobs"], row["n_positions"])
+    except SchemaError as e:
+        raise SchemaError(f"{f'{where}: ' if where else ''}sample {row.get('sample_id')!r}: {e}") from None
 
 
 def verify(folder: str | Path, checksums: bool = True) -> list[str]:
@@ -94,20 +101,12 @@ def verify(folder: str | Path, checksums: bool = True) -> list[str]:
     folder = shards.folder
     problems: list[str] = []
     m = shards.manifest
-    expected_shards = -(-m.num_samples // m.shard_size)
-    if len(m.shards) != expected_shards:
-        problems.append(f"{folder}/manifest.json: lists {len(m.shards)} shards, the plan has {expected_shards}")
     for i, e in enumerate(m.shards):
         p = folder / e.file
-        if not p.is_file():
-            problems.append(f"{p}: missing")
-            continue
-        size = p.stat().st_size
-        if size != e.bytes:
-            problems.append(f"{p}: {size} bytes, manifest says {e.bytes} (truncated or replaced)")
-            continue
-        if checksums and sha256_file(p) != e.sha256:
-            problems.append(f"{p}: sha256 mismatch (corrupted: a byte changed since it was written)")
+        try:
+            verify_file(p, e.bytes, e.sha256 if checksums else None)
+        except ShardError as err:
+            problems.append(str(err))
             continue
         try:
             pf = pq.ParquetFile(p)

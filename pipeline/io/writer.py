@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipeline.errors import ShardError
+from pipeline.errors import ShardError, WriteError
 from pipeline.io.atomic import clean_tmp, sha256_file, write_parquet, write_text
 from schemas.manifest import Manifest, ShardEntry
 
@@ -39,7 +39,11 @@ class ShardSetWriter:
         self.folder = Path(folder)
         self.fingerprint = fingerprint
         self.describe = describe
-        self._open(overwrite)
+        try:
+            self._open(overwrite)
+        except OSError as e:  # a file where the folder should be, a read-only or full disk
+            where = e.filename or self.folder
+            raise WriteError(f"cannot write the output folder {self.folder}: {e.strerror or e} ({where})") from None
 
     def _open(self, overwrite: bool) -> None:
         run = self.folder / "_run.json"

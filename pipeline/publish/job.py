@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 
+from pipeline.io.lock import folder_lock
 from pipeline.publish.config import PublishConfig
 from pipeline.publish.discover import collect
 from pipeline.publish.stage import Staged, stage
@@ -27,7 +28,9 @@ def run_publish(cfg: PublishConfig, api=None) -> Published:
         check_hub()  # fail before staging, not after
     sources = collect(cfg.input, checksums=cfg.checksums)
     if cfg.stage_only:
-        return Published(stage(sources, cfg.stage_only, cfg.repo_id, cfg.license, cfg.overwrite), cfg.repo_id, None)
+        with folder_lock(cfg.stage_only, "publish", cfg.repo_id):
+            staged = stage(sources, cfg.stage_only, cfg.repo_id, cfg.license, cfg.overwrite)
+        return Published(staged, cfg.repo_id, None)
     with tempfile.TemporaryDirectory(prefix="logitfuse-publish-") as tmp:
         staged = stage(sources, tmp, cfg.repo_id, cfg.license)
         url = upload(tmp, cfg.repo_id, private=cfg.private, revision=cfg.revision,

@@ -87,7 +87,7 @@ def _check_out(out: Path, sources: list[ShardSource], planned: set[str], overwri
         return
     if not out.is_dir():
         raise PublishError(f"{out} exists and is not a folder")
-    clean_tmp_all(out)
+    clean_tmp(out)
     others = sorted(str(p.relative_to(out)) for p in out.rglob("*")
                     if (p.is_file() or p.is_symlink()) and str(p.relative_to(out)) not in planned)
     if others and not overwrite:
@@ -99,12 +99,6 @@ def _check_out(out: Path, sources: list[ShardSource], planned: set[str], overwri
     for d in sorted((p for p in out.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
         if not any(d.iterdir()):
             d.rmdir()
-
-
-def clean_tmp_all(out: Path) -> None:
-    """Remove leftovers of an interrupted staging."""
-    for d in [out, *(p for p in out.rglob("*") if p.is_dir())]:
-        clean_tmp(d)
 
 
 def stage(sources: list[ShardSource], out: str | Path, repo_id: str, license: str = "other",

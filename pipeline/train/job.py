@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pipeline.config import local_path
 from pipeline.errors import TrainError
+from pipeline.io.lock import folder_lock
 from pipeline.train import checkpoint
 from pipeline.train.config import TrainConfig
 from pipeline.train.data import FusionData
@@ -18,7 +19,13 @@ def _changed(old: dict, new: dict) -> list[str]:
 
 
 def run_train(cfg: TrainConfig) -> dict:
-    """Train (or resume) run ``cfg.run_name``; returns the final metrics and output paths."""
+    """Train (or resume) run ``cfg.run_name``, holding the run folder's one-writer lock; final metrics and paths."""
+    run_dir, fingerprint = Path(cfg.output).resolve() / cfg.run_name, cfg.fingerprint(list(TrainConfig.RESULT_KEYS))
+    with folder_lock(run_dir, "train", fingerprint):
+        return _run_train(cfg)
+
+
+def _run_train(cfg: TrainConfig) -> dict:
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 

@@ -24,6 +24,13 @@ def test_sorted_by_id_and_messages(tmp_path):
     ({"id": 1.5, "prompt": "p", "response": "r"}, "'id' must be a string or integer"),
     ({"id": "x", "prompt": "p", "response": "\ud800"}, "not valid UTF-8"),
     ({"id": "x", "messages": [{"role": "user", "content": "u"}, {"role": "user", "content": "v"}]},
+     r"messages\[1\] has role 'user' where 'assistant'"),
+    ({"id": "x", "messages": [{"role": r, "content": "c"} for r in ("user", "user", "assistant")]},
+     r"messages\[1\] has role 'user' where 'assistant'"),
+    ({"id": "x", "messages": [{"role": "assistant", "content": "c"}] * 3}, r"messages\[0\] has role 'assistant'"),
+    ({"id": "x", "messages": [{"role": r, "content": "c"} for r in ("system", "assistant")]},
+     r"messages\[1\] has role 'assistant' where 'user'"),
+    ({"id": "x", "messages": [{"role": r, "content": "c"} for r in ("user", "assistant", "user")]},
      "last message must be the assistant"),
 ])
 def test_bad_records_name_the_record(tmp_path, rec, match):

@@ -44,6 +44,19 @@ def test_overlength_policies(tok):
     assert _tok(tok, s, max_length=40, overlength="skip").status == "skipped"
 
 
+def test_truncate_cuts_a_long_prompt_from_the_left_and_keeps_the_response(tok):
+    s = Sample("long-prompt", (("user", "word " * 200), ("assistant", "the answer is 42")))
+    whole = _tok(tok, s, max_length=4096)
+    n = whole.n_positions
+    t = _tok(tok, s, max_length=n + 5, overlength="truncate")
+    assert t.status == "truncated" and len(t.input_ids) == n + 5 and t.response_start == 5
+    assert t.input_ids[t.response_start:] == whole.input_ids[whole.response_start:]
+    assert (t.char_start, t.char_end) == (whole.char_start, whole.char_end)
+    assert t.input_ids[:5] == whole.input_ids[whole.response_start - 5:whole.response_start]  # the prompt's end
+    # the response alone does not fit: nothing sensible to keep
+    assert _tok(tok, s, max_length=n, overlength="truncate").status == "skipped"
+
+
 def test_chunked_topk_equals_full():
     torch.manual_seed(0)
     head = torch.nn.Linear(16, 300, bias=False)

@@ -111,6 +111,17 @@ def test_unreachable_and_silent_addresses_fail_fast_naming_the_address():
     assert time.monotonic() - t < 5
 
 
+def test_credentials_in_an_address_are_never_printed(capsys):
+    assert auth.redact("at http://user:s3cret@head:8265/api and https://tok@h/x") == \
+        "at http://***@head:8265/api and https://***@h/x"
+    assert auth.redact("http://head:8265 user@example.org") == "http://head:8265 user@example.org"
+    address = f"http://user:s3cret@127.0.0.1:{_free_port()}"
+    for argv in (["status", "some-job"], ["logs", "some-job"], ["submit", "capture", "input=x.jsonl", "model=m"]):
+        assert main([*argv, "--address", address, "--timeout", "1"]) == 2
+        err = capsys.readouterr().err
+        assert "s3cret" not in err and "http://***@127.0.0.1" in err, err
+
+
 def test_token_lookup_follows_rays_order(tmp_path, monkeypatch):
     for var in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
         monkeypatch.delenv(var, raising=False)

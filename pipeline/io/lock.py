@@ -1,0 +1,160 @@
+"""One writer per output folder: a lock file next to the folder that names its holder.
+
+``<parent>/.<name>.lock`` holds one JSON object: host, pid, the process's start time, when the lock was taken, the
+config fingerprint and what is writing (``capture``, ``align``, ``train``, ``publish``). It lives beside the folder,
+not in it, so ``overwrite=true`` (which empties the folder) and publish staging (which uploads the folder) never see
+it. Rules:
+
+- The lock is created with ``O_CREAT | O_EXCL``: of two writers racing, exactly one creates it. A second writer, with
+  or without ``overwrite``, is refused with a LockError naming the holder while the holder lives.
+- A holder on this host whose pid is gone, or whose pid now belongs to a process started at another time (pid
+  reused), is dead: its lock is taken over with a message on stderr. Takeover is serialised by a second exclusive
+  file (``….lock.takeover``), so two writers that both find a dead holder cannot both take over. A holder on another
+  host cannot be checked from here: the error says so and names the file to remove once that run is known dead.
+- Released on exit of the context manager (any exception included) only if the file still holds our own record.
+
+On object storage (s3, gs) the same design is a conditional write: create the lock object with ``If-None-Match: *``
+(S3 ``PutObject``, GCS ``ifGenerationMatch=0``), which fails with 412 when it exists, exactly like ``O_EXCL``;
+take over a dead holder with a conditional delete/overwrite on the lock's ETag/generation as read (``If-Match``), which
+fails if another writer took it meanwhile; release with the same ``If-Match`` on our own ETag.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from pipeline.errors import LockError
+
+TAKEOVER_STALE_S = 30.0  # a takeover marker older than this was left by a writer killed mid-takeover
+
+
+def lock_path(folder: str | Path) -> Path:
+    """The lock file of output folder ``folder``."""
+    folder = Path(folder).resolve()
+    return folder.parent / f".{folder.name}.lock"
+
+
+def _process_start(pid: int) -> str | None:
+    """Start time of ``pid`` in clock ticks since boot (Linux); None where /proc is not available."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22 of stat; the command name may hold spaces
+
+
+def _alive(holder: dict) -> bool | None:
+    """True/False for a holder on this host; None when it cannot be told (another host)."""
+    if holder.get("host") != socket.gethostname():
+        return None
+    pid = int(holder.get("pid", -1))
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    started = holder.get("process_start")
+    return started is None or _process_start(pid) in (None, started)
+
+
+def _describe(holder: dict | None) -> str:
+    if not isinstance(holder, dict):
+        return "an unreadable lock record"
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("started", 0)))
+    return (f"{holder.get('what', '?')} pid {holder.get('pid', '?')} on {holder.get('host', '?')}, started {when}, "
+            f"config {holder.get('fingerprint') or '?'}")
+
+
+def _create(path: Path, record: dict) -> bool:
+    """Exclusive create of ``path`` holding ``record``; False when it exists."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    except OSError as e:
+        raise LockError(f"cannot create the lock {path}: {e.strerror} (is {path.parent} a writable folder?)") from None
+    try:
+        os.write(fd, json.dumps(record).encode())
+        os.fsync(fd)
+    except OSError as e:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise LockError(f"cannot write the lock {path}: {e.strerror}") from None
+    os.close(fd)
+    return True
+
+
+def _read(path: Path) -> dict | None:
+    try:
+        record = json.loads(path.read_text() or "null")
+        return record if isinstance(record, dict) and record else None
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError):
+        return None  # being written this instant, or garbage
+
+
+def _take_over(path: Path, seen: dict) -> bool:
+    """Remove the dead holder's lock ``seen`` (if it is still that one); True when removed."""
+    marker = path.with_name(path.name + ".takeover")
+    try:
+        if time.time() - marker.stat().st_mtime > TAKEOVER_STALE_S:
+            marker.unlink(missing_ok=True)
+    except FileNotFoundError:
+        pass
+    if not _create(marker, {"pid": os.getpid(), "host": socket.gethostname()}):
+        return False  # another writer is taking over; the caller tries again
+    try:
+        if _read(path) != seen:
+            return False
+        path.unlink(missing_ok=True)
+        print(f"taking over the lock {path} of a dead writer ({_describe(seen)})", file=sys.stderr)
+        return True
+    finally:
+        marker.unlink(missing_ok=True)
+
+
+@contextmanager
+def folder_lock(folder: str | Path, what: str, fingerprint: str = "", wait_s: float = 2.0) -> Iterator[Path]:
+    """Hold the one-writer lock of ``folder`` for the duration of the block; LockError when another live writer
+    holds it. ``wait_s``: how long a lock being created or taken over this instant is waited for."""
+    path = lock_path(folder)
+    if not path.parent.is_dir():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            blocking = next((p for p in (path.parent, *path.parent.parents) if p.exists() and not p.is_dir()), None)
+            why = f"{blocking} exists and is not a folder" if blocking else e.strerror
+            raise LockError(f"cannot create the output folder {path.parent}: {why}") from None
+    record = {"host": socket.gethostname(), "pid": os.getpid(), "process_start": _process_start(os.getpid()),
+              "started": time.time(), "fingerprint": fingerprint, "what": what, "folder": str(Path(folder))}
+    deadline = time.monotonic() + wait_s
+    while not _create(path, record):
+        holder = _read(path)
+        alive = _alive(holder) if holder else None
+        if holder and alive:
+            raise LockError(f"{folder} is being written by {_describe(holder)} (lock {path}); wait for it to "
+                            f"finish or stop it (overwrite=true does not take a live writer's folder)")
+        if holder and alive is None:
+            raise LockError(f"{folder} is being written by {_describe(holder)} (lock {path}); that host cannot be "
+                            f"checked from here: remove the lock file once that run is known to be dead")
+        if holder or (holder is None and time.monotonic() > deadline):
+            if not _take_over(path, holder):  # dead, or unreadable for longer than writing a lock takes
+                time.sleep(0.05)
+        elif time.monotonic() > deadline + wait_s:
+            raise LockError(f"{folder}: could not take the lock {path} within {2 * wait_s:g} s")
+        else:
+            time.sleep(0.05)
+    try:
+        yield path
+    finally:
+        if _read(path) == record:
+            path.unlink(missing_ok=True)
