@@ -82,10 +82,10 @@ def main() -> None:
     positions = sum(len(i) - r for i, r in rows)
     torch.set_num_threads(os.cpu_count() or 1)
     model = load_model(str(model_path), "cpu", torch.float32)
-    forward_topk(model, rows[:8], args.k, cfg.token_budget, cfg.head_chunk, "cpu")  # warm-up
+    forward_topk(model, rows[:8], args.k, cfg.token_budget, cfg.head_chunk)  # warm-up
     t0 = time.perf_counter()
     for s in range(0, len(rows), cfg.shard_size):  # same per-shard grouping as the job
-        forward_topk(model, rows[s:s + cfg.shard_size], args.k, cfg.token_budget, cfg.head_chunk, "cpu")
+        forward_topk(model, rows[s:s + cfg.shard_size], args.k, cfg.token_budget, cfg.head_chunk)
     bare = time.perf_counter() - t0
     del model
 
