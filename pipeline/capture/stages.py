@@ -106,3 +106,4 @@ def encode_batch(batch: pa.Table, *, codec: dict | None) -> pa.Table:
     batch = batch.drop_columns(["topk_ids_raw", "topk_lp_raw"])
     return batch.append_column("topk_ids", pa.array(ids_blobs, pa.binary())) \
         .append_column("topk_logprobs", pa.array(lp_blobs, pa.binary()))
+
