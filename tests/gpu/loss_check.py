@@ -16,6 +16,7 @@ import json
 import statistics
 import sys
 import time
+from pathlib import Path
 
 
 def emit(figure: str, value, **extra) -> None:
@@ -50,9 +51,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
 
     import torch
-    import torch.nn.functional as F
 
-    from pipeline.losses import gld_rank_loss, gld_vocab_loss
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_losses import loss_fns  # the CPU benchmark's calls, here on the GPU in bf16
 
     dry = args.dry_run
     if not dry and not torch.cuda.is_available():
@@ -67,23 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
     logits = (torch.randn(t, v, device=dev) * 3).to(dtype)
     targets = torch.randint(0, v, (t,), device=dev)
 
-    def ce():
-        x = logits.detach().requires_grad_(True)
-        F.cross_entropy(x, targets).backward()
-
-    def topk():
-        x = logits.detach().requires_grad_(True)
-        x.topk(k, dim=-1).values.float().sum().backward()  # forward + the scatter of its gradient into [T, V]
-
-    def rank():
-        x = s_lp.detach().requires_grad_(True)
-        gld_rank_loss(x, t_lp, mask).backward()
-
-    def vocab():
-        x = s_lp.detach().requires_grad_(True)
-        gld_vocab_loss(x, s_ids, t_lp, t_ids, mask).backward()
-
-    fns = {"ce": ce, "topk": topk, "gld_rank": rank, "gld_vocab": vocab}
+    fns = loss_fns(logits, targets, s_lp, s_ids, t_lp, t_ids, mask, k)
 
     def timed(fn) -> float:
         if dev == "cpu":
