@@ -111,7 +111,8 @@ def run_capture(cfg: CaptureConfig) -> Manifest:
     manifest = Manifest(kind="logits", shard_schema=logit_shard.NAME, shard_schema_version=logit_shard.VERSION,
                         name=name, config_fingerprint=fingerprint, shard_size=cfg.shard_size,
                         num_samples=len(samples), plan_fingerprint=fps["plan"], shards=[],
-                        fingerprints=fps | {"model_method": model_fp_method}, codec=extra, counts=counts, stats=stats, config=cfg.to_dict())
+                        fingerprints=fps | {"model_method": model_fp_method}, codec=extra, counts=counts,
+                        stats=stats, config=cfg.to_dict())
     return writer.finalize(manifest)
 
 
