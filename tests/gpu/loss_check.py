@@ -24,7 +24,7 @@ def emit(figure: str, value, **extra) -> None:
 
 
 def zipf_ids(t: int, k: int, v: int, seed: int):
-    """``[1, t, k]`` distinct-per-position ids, Zipf(1.1) over ``v`` (8k draws per position, the first k distinct kept)."""
+    """``[1, t, k]`` distinct-per-position ids, Zipf(1.1) over ``v`` (8k draws a position, the first k distinct)."""
     import numpy as np
     import torch
 
