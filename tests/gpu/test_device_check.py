@@ -4,6 +4,7 @@ import json
 import math
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import capture_check
@@ -33,6 +34,7 @@ def test_loss_part_dry_run(capsys):
 
 def _run_script(*args: str, timeout: int) -> list[dict]:
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "PYTHONPATH")}
+    env["PYTHON"] = sys.executable  # the script's default is the GPU image's python3
     out = subprocess.run(["bash", str(ROOT / "tests/gpu/device_check.sh"), *args], env=env, capture_output=True,
                          text=True, timeout=timeout)
     return [json.loads(x) for x in out.stdout.splitlines() if x.startswith("{")]
