@@ -19,7 +19,8 @@ def test_capture_part_dry_run(ray_session, tmp_path, capsys):
     res = capture_check.main(["--dry-run", "--work", str(tmp_path)])
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     figures = {x["figure"]: x for x in lines}
-    assert {"bare_forward_topk_tokens_per_s", "job_tokens_per_s", "job_over_bare", "mfu_job"} <= set(figures)
+    want = {"bare_forward_topk_tokens_per_s", "mfu_bare", "job_tokens_per_s", "job_over_bare", "mfu_job"}
+    assert want <= set(figures)
     assert all(v > 0 and math.isfinite(v) for v in res.values())
     # the job wrote every position the bare loop computed (checked inside main too), from one shard plan
     assert figures["job_tokens_per_s"]["positions"] == figures["bare_forward_topk_tokens_per_s"]["positions"] > 0
