@@ -25,6 +25,10 @@ class ModelLoadError(LogitfuseError):
     """A model or tokenizer could not be loaded."""
 
 
+class CaptureError(LogitfuseError):
+    """A capture forward pass failed for a reason the user can act on (names the samples and the setting)."""
+
+
 class AlignmentError(LogitfuseError):
     """Source and pivot shards or tokenizers cannot be aligned."""
 

@@ -28,7 +28,7 @@ PROBE_TEXTS = (
 )
 
 
-def load_verified(path: str):
+def load_verified(path: str, revision: str | None = None, trust_remote_code: bool = False):
     """``AutoTokenizer.from_pretrained(path)``, refused (ModelLoadError) when it does not spell the probe texts back;
     a SentencePiece-only folder is made to tokenise like the ``sentencepiece`` library, or refused."""
     from transformers import AutoTokenizer
@@ -36,7 +36,7 @@ def load_verified(path: str):
     sp_only = sentencepiece_only(path)
     if sp_only:
         require_sentencepiece(path)
-    tok = AutoTokenizer.from_pretrained(path)
+    tok = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
     if not getattr(tok, "is_fast", False):
         return tok  # the caller refuses slow tokenizers: no offsets
     if sp_only:

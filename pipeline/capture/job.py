@@ -35,7 +35,8 @@ def _vocab_size(cfg: CaptureConfig, tok) -> int:
     from transformers import AutoConfig
 
     try:
-        mc = AutoConfig.from_pretrained(resolve_model_path(cfg.model))
+        mc = AutoConfig.from_pretrained(resolve_model_path(cfg.model), revision=cfg.revision,
+                                        trust_remote_code=cfg.trust_remote_code)
     except Exception as e:
         raise ModelLoadError(f"cannot load the model config of {cfg.model!r}: {e}") from None
     return int(getattr(mc, "vocab_size", None) or len(tok))
@@ -85,7 +86,7 @@ def run_capture(cfg: CaptureConfig) -> Manifest:
 def _capture(cfg: CaptureConfig) -> Manifest:
     t0 = time.time()
     samples = load_samples(cfg.input, cfg.limit)
-    tok = load_tokenizer(cfg.model)
+    tok = load_tokenizer(cfg.model, cfg.revision, cfg.trust_remote_code)
     vocab = _vocab_size(cfg, tok)
     check_vocab(tok, vocab, cfg.model)
     if cfg.k > vocab:
@@ -93,7 +94,8 @@ def _capture(cfg: CaptureConfig) -> Manifest:
     device = resolve_device(cfg.device)
     dtype = str(resolve_dtype(cfg.dtype, device)).removeprefix("torch.")
     codec = _codec(cfg, vocab)
-    fps = {"model": model_fingerprint(cfg.model), "tokenizer": tokenizer_fingerprint(tok),
+    model_fp, model_fp_method = model_fingerprint(cfg.model, cfg.revision)
+    fps = {"model": model_fp, "tokenizer": tokenizer_fingerprint(tok),
            "chat_template": template_fingerprint(tok), "plan": plan_fingerprint(samples)}
     versions = {"schema_version": logit_shard.VERSION, "codec_version": codec_version() if codec else None}
     describe = {k: getattr(cfg, k) for k in CaptureConfig.OUTPUT_KEYS} | fps | {"dtype": dtype} | versions
@@ -121,7 +123,8 @@ def _capture(cfg: CaptureConfig) -> Manifest:
     manifest = Manifest(kind="logits", shard_schema=logit_shard.NAME, shard_schema_version=logit_shard.VERSION,
                         name=name, config_fingerprint=fingerprint, shard_size=cfg.shard_size,
                         num_samples=len(samples), plan_fingerprint=fps["plan"], shards=[],
-                        fingerprints=fps, codec=extra, counts=counts, stats=stats, config=cfg.to_dict())
+                        fingerprints=fps | {"model_method": model_fp_method}, codec=extra, counts=counts,
+                        stats=stats, config=cfg.to_dict())
     return writer.finalize(manifest)
 
 
@@ -148,23 +151,26 @@ def _run_pipeline(cfg, samples, missing, writer, schema, codec, device, dtype) -
     from ray.data import ActorPoolStrategy
     from tqdm import tqdm
 
+    from pipeline.capture.placement import actor_resources, check_cluster
     from pipeline.capture.stages import ForwardTopK, encode_batch, tokenize_batch
     from pipeline.ray_utils import ensure_ray, quiet_ray_data
 
+    req = actor_resources(cfg.num_actors, cfg.gpus_per_actor, cfg.cpus_per_actor, device)
     ensure_ray(cfg.ray_address)
+    check_cluster(req)
     quiet_ray_data(progress=False)
     # One block per shard, processed whole by every stage: a shard's micro-batches (and so every float in it)
     # do not depend on which other shards this run computes, so a resumed run equals an uninterrupted one.
     ds = ray.data.from_arrow([_plan_table(samples, cfg.shard_size, [i]) for i in missing])
     ds = ds.map_batches(tokenize_batch, batch_size=None, batch_format="pyarrow", num_cpus=0.5, fn_kwargs=dict(
         model=cfg.model, max_length=cfg.max_length, overlength=cfg.overlength, chat_template=cfg.chat_template,
-        append_eos=cfg.append_eos))
+        append_eos=cfg.append_eos, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code))
     ds = ds.map_batches(ForwardTopK, batch_size=None, batch_format="pyarrow",
                         compute=ActorPoolStrategy(size=cfg.num_actors),
-                        num_cpus=cfg.cpus_per_actor, num_gpus=1 if device == "cuda" else 0,
+                        num_cpus=req.cpus_per_actor, num_gpus=req.gpus_per_actor,
                         fn_constructor_kwargs=dict(model=cfg.model, device=device, dtype=dtype, k=cfg.k,
                                                    token_budget=cfg.token_budget, head_chunk=cfg.head_chunk,
-                                                   torch_threads=cfg.torch_threads))
+                                                   torch_threads=cfg.torch_threads, options=cfg.load_options()))
     ds = ds.map_batches(encode_batch, batch_size=None, batch_format="pyarrow", num_cpus=0.5,
                         fn_kwargs=dict(codec=codec))
     pending: list[pa.Table] = []

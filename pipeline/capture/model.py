@@ -1,15 +1,32 @@
-"""Load a causal LM and its tokenizer for capture; fingerprints that tie shards to the exact model."""
+"""Load a causal LM and its tokenizer for capture (dtype, attention kernel, revision, one or several GPUs);
+fingerprints that tie shards to the exact model."""
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
+import logging
+import os
 import sys
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 
 from pipeline.errors import ConfigError, ModelLoadError
+
+log = logging.getLogger("logitfuse.capture")
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load a checkpoint: the capture config's loading settings, handed to the actors."""
+
+    revision: str | None = None  # branch, tag or commit of a Hub id
+    trust_remote_code: bool = False  # run the checkpoint's own modelling code: only when asked
+    attn_implementation: str = "sdpa"  # sdpa | flash_attention_2 | eager | auto (flash-attn when usable)
+    gpus: int = 1  # GPUs one model spans (pipeline-style, accelerate device_map) when > 1
+    gpu_memory_fraction: float = 0.85  # share of each GPU the weights may take; the rest: activations, head chunk
 
 
 def resolve_device(device: str) -> str:
@@ -42,12 +59,12 @@ def resolve_model_path(spec: str) -> str:
     return spec
 
 
-def load_tokenizer(spec: str):
+def load_tokenizer(spec: str, revision: str | None = None, trust_remote_code: bool = False):
     """The model's tokenizer (fast, with offsets); ModelLoadError naming the model on failure."""
     from pipeline.align.probe import load_verified  # AutoTokenizer, then checks that it spells text back
 
     try:
-        tok = load_verified(resolve_model_path(spec))
+        tok = load_verified(resolve_model_path(spec), revision=revision, trust_remote_code=trust_remote_code)
     except Exception as e:  # transformers raises OSError, ValueError, KeyError... for a bad folder
         raise ModelLoadError(f"cannot load the tokenizer of {spec!r}: {e}") from None
     if not getattr(tok, "is_fast", False):
@@ -67,31 +84,76 @@ def check_vocab(tok, model_vocab: int, spec: str) -> None:
               f"{model_vocab - ids} are padding rows (never a target)", file=sys.stderr)
 
 
-def load_model(spec: str, device: str, dtype: torch.dtype):
-    """The causal LM in eval mode on ``device``; ModelLoadError naming the model on failure."""
+def flash_attention_usable(device: str, dtype: torch.dtype) -> str | None:
+    """None when flash-attention 2 can run here, else why not."""
+    if device != "cuda":
+        return "it needs CUDA"
+    if dtype not in (torch.bfloat16, torch.float16):
+        return f"it needs bf16 or fp16, not {str(dtype).removeprefix('torch.')}"
+    if importlib.util.find_spec("flash_attn") is None:
+        return "the flash_attn package is not installed"
+    return None
+
+
+def resolve_attn(requested: str, device: str, dtype: torch.dtype) -> str:
+    """The attention kernel to load with: ``flash_attention_2`` falls back to ``sdpa`` with a log line saying
+    why; ``auto`` takes flash-attention when usable, else sdpa."""
+    if requested not in ("auto", "sdpa", "flash_attention_2", "eager"):
+        raise ConfigError(f"attn_implementation must be auto, sdpa, flash_attention_2 or eager, got {requested!r}")
+    if requested in ("auto", "flash_attention_2"):
+        why = flash_attention_usable(device, dtype)
+        if why is None:
+            return "flash_attention_2"
+        if requested == "flash_attention_2":
+            log.warning("attn_implementation=flash_attention_2 falls back to sdpa: %s", why)
+        return "sdpa"
+    return requested
+
+
+def gpu_max_memory(gpus: int, fraction: float) -> dict[int, int]:
+    """accelerate's ``max_memory``: ``fraction`` of each visible GPU's memory, and no CPU or disk offload."""
+    visible = torch.cuda.device_count()
+    if visible < gpus:
+        raise ModelLoadError(f"gpus_per_actor={gpus} but this actor sees {visible} GPU(s) "
+                             f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})")
+    return {i: int(torch.cuda.get_device_properties(i).total_memory * fraction) for i in range(gpus)}
+
+
+def load_model(spec: str, device: str, dtype: torch.dtype, opts: LoadOptions = LoadOptions()):
+    """The causal LM in eval mode, without KV cache; ModelLoadError naming the model on failure.
+
+    On CUDA the weights load straight onto the GPU; with ``opts.gpus > 1`` accelerate places whole decoder layers
+    on the GPUs in order (``device_map="auto"``, at most ``gpu_memory_fraction`` of each), pipeline-style: a
+    micro-batch flows GPU 0 → 1 → … and the hidden states hop once per boundary.
+    """
     from transformers import AutoModelForCausalLM
 
+    kwargs = dict(dtype=dtype, revision=opts.revision, trust_remote_code=opts.trust_remote_code,
+                  attn_implementation=resolve_attn(opts.attn_implementation, device, dtype))
+    if device == "cuda":
+        kwargs["device_map"] = {"": 0} if opts.gpus == 1 else "auto"
+        if opts.gpus > 1:
+            kwargs["max_memory"] = gpu_max_memory(opts.gpus, opts.gpu_memory_fraction)
     try:
-        model = AutoModelForCausalLM.from_pretrained(resolve_model_path(spec), dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(resolve_model_path(spec), **kwargs)
     except Exception as e:
         raise ModelLoadError(f"cannot load the model {spec!r}: {e}") from None
-    return model.to(device).eval()
+    placed = set(map(str, (getattr(model, "hf_device_map", None) or {}).values()))
+    if placed & {"cpu", "disk"}:
+        raise ModelLoadError(f"the model {spec!r} does not fit on gpus_per_actor={opts.gpus} GPU(s) at "
+                             f"gpu_memory_fraction={opts.gpu_memory_fraction}: accelerate offloaded layers to "
+                             f"{sorted(placed & {'cpu', 'disk'})}; raise gpus_per_actor")
+    if device != "cuda":
+        model = model.to(device)
+    model.config.use_cache = False  # teacher forcing: a KV cache would only hold memory
+    return model.eval()
 
 
-def model_fingerprint(spec: str) -> str:
-    """Hash of the model's config and weight files (names, sizes, and the bytes of small files)."""
-    path = Path(resolve_model_path(spec))
-    h = hashlib.sha256()
-    if not path.is_dir():
-        h.update(spec.encode())  # a Hub id: the commit is not known offline
-        return h.hexdigest()[:16]
-    for f in sorted(path.iterdir()):
-        if f.suffix in {".json", ".safetensors", ".bin"} and f.is_file():
-            h.update(f.name.encode())
-            h.update(str(f.stat().st_size).encode())
-            if f.stat().st_size < (64 << 20):
-                h.update(f.read_bytes())
-    return h.hexdigest()[:16]
+def model_fingerprint(spec: str, revision: str | None = None) -> tuple[str, str]:
+    """(hash, method) of the model's config and weights, without reading the weights (``fingerprint.py``)."""
+    from pipeline.capture.fingerprint import model_fingerprint as fingerprint
+
+    return fingerprint(resolve_model_path(spec), revision)
 
 
 def tokenizer_fingerprint(tok) -> str:

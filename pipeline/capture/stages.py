@@ -14,23 +14,23 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.capture.inputs import Sample
-from pipeline.capture.model import load_model, load_tokenizer, resolve_dtype
+from pipeline.capture.model import LoadOptions, load_model, load_tokenizer, resolve_dtype
 from pipeline.capture.render import tokenize_sample, uses_template
 
 I32_LIST, F32_LIST = pa.list_(pa.int32()), pa.list_(pa.float32())
 
 
 @lru_cache(maxsize=4)
-def _tokenizer(model: str):
-    tok = load_tokenizer(model)
+def _tokenizer(model: str, revision: str | None, trust_remote_code: bool):
+    tok = load_tokenizer(model, revision, trust_remote_code)
     special = frozenset(i for i, t in tok.added_tokens_decoder.items() if t.special)
     return tok, special
 
 
 def tokenize_batch(batch: pa.Table, *, model: str, max_length: int, overlength: str, chat_template: str,
-                   append_eos: bool) -> pa.Table:
+                   append_eos: bool, revision: str | None = None, trust_remote_code: bool = False) -> pa.Table:
     """Render and tokenize a batch of samples (columns: sample_index, sample_id, messages)."""
-    tok, special = _tokenizer(model)
+    tok, special = _tokenizer(model, revision, trust_remote_code)
     use_template = uses_template(tok, chat_template)
     cols: dict[str, list] = {k: [] for k in ("input_ids", "response_start", "char_start", "char_end",
                                              "n_positions", "status", "response_sha256")}
@@ -58,14 +58,14 @@ class ForwardTopK:
     """Actor: loads the model once, then runs teacher-forced forward + chunked top-k on each batch."""
 
     def __init__(self, model: str, device: str, dtype: str, k: int, token_budget: int, head_chunk: int,
-                 torch_threads: int):
+                 torch_threads: int, options: LoadOptions = LoadOptions()):
         import torch
 
         # Ray sets OMP_NUM_THREADS from the actor's (fractional) CPU share; on CPU we want every core.
         torch.set_num_threads(torch_threads or os.cpu_count() or 1)
-        self.device, self.k = device, k
+        self.k = k
         self.budget, self.chunk = token_budget, head_chunk
-        self.model = load_model(model, device, resolve_dtype(dtype, device)) if k > 0 else None
+        self.model = load_model(model, device, resolve_dtype(dtype, device), options) if k > 0 else None
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         from pipeline.capture.topk import forward_topk
@@ -78,7 +78,8 @@ class ForwardTopK:
             pad = real = 0
         else:
             rows = list(zip(batch.column("input_ids").to_pylist(), batch.column("response_start").to_pylist()))
-            res, pad, real = forward_topk(self.model, rows, self.k, self.budget, self.chunk, self.device)
+            res, pad, real = forward_topk(self.model, rows, self.k, self.budget, self.chunk,
+                                          names=batch.column("sample_id").to_pylist())
             ids = [i.numpy().astype(np.int32).ravel() for i, _ in res]
             lps = [lp.numpy().astype(np.float32).ravel() for _, lp in res]
         # counters ride on the first row of the batch; the driver sums them
@@ -105,3 +106,4 @@ def encode_batch(batch: pa.Table, *, codec: dict | None) -> pa.Table:
     batch = batch.drop_columns(["topk_ids_raw", "topk_lp_raw"])
     return batch.append_column("topk_ids", pa.array(ids_blobs, pa.binary())) \
         .append_column("topk_logprobs", pa.array(lp_blobs, pa.binary()))
+

@@ -33,6 +33,14 @@ class LogitTransform:
             logits = torch.tanh(logits / self.softcap) * self.softcap
         return logits
 
+    def apply_(self, logits: Tensor) -> Tensor:
+        """``apply`` in place, for heads that own their logits buffer (no autograd): no ``[chunk, vocab]`` copies."""
+        if self.scale != 1.0:
+            logits.mul_(self.scale)
+        if self.softcap is not None:
+            logits.div_(self.softcap).tanh_().mul_(self.softcap)
+        return logits
+
     def backward(self, raw_logits: Tensor, grad: Tensor) -> Tensor:
         """d loss / d raw logits from d loss / d transformed logits, for heads with a hand-written backward."""
         if self.softcap is not None:

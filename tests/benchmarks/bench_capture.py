@@ -3,8 +3,9 @@
 Prints one JSON line per figure. The model is a GPT-2 shaped LM big enough that the forward pass dominates
 (as it does for real models); the Ray cluster is started before timing (a cluster outlives jobs). The job's fixed
 start-up (Ray Data plan, actor start, model load) is reported on its own: it does not grow with the data, so the
-ratio depends on the workload size (--samples).
-Usage: python tests/benchmarks/bench_capture.py [--samples 3000] [--layers 6] [--hidden 384]
+ratio depends on the workload size: ``--samples 600,3000`` measures each size side by side in one run (bare, then
+job, per size), so a machine shared with other work loads both sides alike.
+Usage: python tests/benchmarks/bench_capture.py [--samples 600,3000] [--layers 6] [--hidden 384]
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def write_data(path: Path, n: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--samples", type=int, default=3000)
+    ap.add_argument("--samples", default="600,3000", help="comma-separated sample counts, each measured in turn")
     ap.add_argument("--hidden", type=int, default=384)
     ap.add_argument("--layers", type=int, default=6)
     ap.add_argument("--k", type=int, default=10)
@@ -58,6 +59,15 @@ def main() -> None:
 
     import ray
 
+    model_path = build_model(args.hidden, args.layers)
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)  # a cluster outlives jobs
+    for n in [int(x) for x in args.samples.split(",")]:
+        measure(model_path, n, args.k)
+    ray.shutdown()
+
+
+def measure(model_path: Path, samples: int, k: int) -> None:
+    """Bare forward + top-k, then the whole job, on the same ``samples`` samples; one JSON line per figure."""
     from pipeline.capture.config import CaptureConfig
     from pipeline.capture.inputs import load_samples
     from pipeline.capture.job import run_capture
@@ -65,12 +75,11 @@ def main() -> None:
     from pipeline.capture.render import tokenize_sample, uses_template
     from pipeline.capture.topk import forward_topk
 
-    model_path = build_model(args.hidden, args.layers)
     work = Path(tempfile.mkdtemp(prefix="bench_capture-"))
     data = work / "data.jsonl"
-    write_data(data, args.samples)
+    write_data(data, samples)
     cfg = CaptureConfig.load(None, [f"input={data}", f"output={work / 'out'}", f"model={model_path}",
-                                    f"k={args.k}", "shard_size=100", "progress=false"])
+                                    f"k={k}", "shard_size=100", "progress=false"])
 
     # bare: tokenised rows prepared beforehand, then only forward + top-k is timed
     tok = load_tokenizer(str(model_path))
@@ -82,21 +91,19 @@ def main() -> None:
     positions = sum(len(i) - r for i, r in rows)
     torch.set_num_threads(os.cpu_count() or 1)
     model = load_model(str(model_path), "cpu", torch.float32)
-    forward_topk(model, rows[:8], args.k, cfg.token_budget, cfg.head_chunk, "cpu")  # warm-up
+    params = sum(p.numel() for p in model.parameters())
+    forward_topk(model, rows[:8], k, cfg.token_budget, cfg.head_chunk)  # warm-up
     t0 = time.perf_counter()
     for s in range(0, len(rows), cfg.shard_size):  # same per-shard grouping as the job
-        forward_topk(model, rows[s:s + cfg.shard_size], args.k, cfg.token_budget, cfg.head_chunk, "cpu")
+        forward_topk(model, rows[s:s + cfg.shard_size], k, cfg.token_budget, cfg.head_chunk)
     bare = time.perf_counter() - t0
     del model
 
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     t0 = time.perf_counter()
     m = run_capture(cfg)
     job = time.perf_counter() - t0
-    ray.shutdown()
-    params = sum(p.numel() for p in load_model(str(model_path), "cpu", torch.float32).parameters())
     common = {"bench": "capture", "device": "cpu", "cores": os.cpu_count(), "params": params,
-              "samples": args.samples, "positions": positions, "k": args.k}
+              "samples": samples, "positions": positions, "k": k, "loadavg_1m": round(os.getloadavg()[0], 1)}
     print(json.dumps(common | {"figure": "bare_forward_topk_tokens_per_s", "value": round(positions / bare, 1)}))
     print(json.dumps(common | {"figure": "job_tokens_per_s", "value": round(positions / job, 1),
                                "padding_fraction": round(m.stats["padding_fraction"], 4)}))
@@ -105,9 +112,9 @@ def main() -> None:
     print(json.dumps(common | {"figure": "actor_forward_over_bare", "value": round(bare / fwd, 3),
                                "what": "bare time / time the actor spent in forward + top-k inside the job"}))
     print(json.dumps(common | {"figure": "job_fixed_overhead_s", "value": round(job - fwd, 2),
-                               "what": "job wall time not spent in the actor's forward: start-up, first/last block"}))
+                               "what": "job wall time not spent in the actor's forward: start-up, first/last block"}),
+          flush=True)
     shutil.rmtree(work, ignore_errors=True)
-
 
 if __name__ == "__main__":
     main()

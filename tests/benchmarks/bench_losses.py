@@ -61,10 +61,10 @@ def _inputs(seed: int = 0, t: int = T):
 
 
 # ---------------------------------------------------------------------------------------------------- timing
-def bench_time(repeats: int) -> None:
-    s_lp, s_ids, t_lp, t_ids, mask = _inputs()
-    logits = torch.randn(T, V) * 3
-    targets = torch.randint(0, V, (T,))
+def loss_fns(logits, targets, s_lp, s_ids, t_lp, t_ids, mask, k: int = K) -> dict:
+    """The timed forward+backward calls on given tensors (any size, device, dtype): full-vocabulary CE on a
+    ``[T,V]`` logits leaf, the student top-k with its gradient scatter, GLD rank and vocab. Shared with
+    tests/gpu/loss_check.py."""
 
     def ce():
         x = logits.detach().requires_grad_(True)
@@ -72,7 +72,7 @@ def bench_time(repeats: int) -> None:
 
     def topk():
         x = logits.detach().requires_grad_(True)
-        x.topk(K, dim=-1).values.sum().backward()  # forward + the scatter of its gradient into [T,V]
+        x.topk(k, dim=-1).values.float().sum().backward()  # forward + the scatter of its gradient into [T,V]
 
     def rank():
         x = s_lp.detach().requires_grad_(True)
@@ -82,7 +82,14 @@ def bench_time(repeats: int) -> None:
         x = s_lp.detach().requires_grad_(True)
         gld_vocab_loss(x, s_ids, t_lp, t_ids, mask).backward()
 
-    fns = {"ce": ce, "topk": topk, "gld_rank": rank, "gld_vocab": vocab}
+    return {"ce": ce, "topk": topk, "gld_rank": rank, "gld_vocab": vocab}
+
+
+def bench_time(repeats: int) -> None:
+    s_lp, s_ids, t_lp, t_ids, mask = _inputs()
+    logits = torch.randn(T, V) * 3
+    targets = torch.randint(0, V, (T,))
+    fns = loss_fns(logits, targets, s_lp, s_ids, t_lp, t_ids, mask)
     times: dict[str, list[float]] = {name: [] for name in fns}
     for fn in fns.values():  # warm-up
         fn()
