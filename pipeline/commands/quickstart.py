@@ -23,7 +23,8 @@ EPILOG = """what it does:
      OUT/accuracy.png, OUT/several-answers/inspect-*.png, OUT/several-answers/{shards,aligned}/,
      OUT/several-answers/train/<run>/ (metrics.jsonl, loss_curves.png, model/)
 
-About 2.5 minutes on a fresh 2-core machine; a rerun reuses every finished step (< 20 s).
+About 3.5-4 minutes on a fresh, quiet 2-core machine (estimated; v1 measured 2.3 minutes); a rerun
+reuses every finished step. On shared, busy cores set OMP_NUM_THREADS=1.
 The full benchmark (more data, seeds and variants): logitfuse bench fusion"""
 
 
