@@ -10,7 +10,6 @@ import numpy as np
 
 from pipeline.io.reader import ShardSet
 
-METRICS = ("em", "pass@4", "nll")  # exact match (primary), sampled pass@k, answer NLL in nats (lower is better)
 
 
 def teacher_stats(pivot_shards: Path, aligned: Path, skill_of: dict[str, str]) -> dict[str, dict[str, float]]:
