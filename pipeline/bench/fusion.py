@@ -1,24 +1,27 @@
-"""The two-skill fusion benchmark: one fusion dataset and budget, several objectives, several seeds.
+"""The fusion benchmark: per setting one fusion dataset, several objectives, several seeds.
 
-Source A (byte-level BPE) is trained on multi-step arithmetic, source B (SentencePiece-style with a chat template)
-on Dyck-language completion, the pivot (a third tokenizer) gets a weak start. Every variant runs the project's own
-jobs — capture, align, train — exactly as a cluster user would; accuracy is exact match on held-out problems that
-no model saw in training (``pipeline.bench.tasks`` buckets problems by a hash of their canonical form).
+Source A (byte-level BPE) is trained on multi-step arithmetic and on the several-answers skill (evens), source B
+(SentencePiece-style with a chat template) on Dyck-language completion, the pivot (a third tokenizer) gets a weak
+start. Every variant runs the project's own jobs — capture, align, train — exactly as a cluster user would. The
+distillation settings are chosen on the val split of the selection setting (``pipeline.bench.select``), then every
+setting's test split is evaluated once per seed; no model trains on a val or test problem
+(``pipeline.bench.tasks`` buckets problems by a hash of their canonical form).
 """
 
 from __future__ import annotations
 
 import json
-import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.align.config import AlignConfig, SourceSpec
 from pipeline.align.job import run_align
-from pipeline.bench import tasks
+from pipeline.bench import report, settings as bench_settings
 from pipeline.bench.evaluate import evaluate
+from pipeline.bench.select import coordinate_search
 from pipeline.bench.source_train import ensure_bench_model
+from pipeline.bench.variants import CHOSEN, DEFAULT, GRID, loss_settings, run_name
 from pipeline.capture.config import CaptureConfig
 from pipeline.capture.job import run_capture
 from pipeline.errors import ConfigError
@@ -27,22 +30,7 @@ from pipeline.losses.objective import LossConfig
 from pipeline.train.config import TrainConfig, TrainSource
 from pipeline.train.job import run_train
 
-# Objective per variant; None = the pivot before fusion (no training). The two sources are specialists, each poor
-# on the other skill's half of the fusion data, so every distillation variant picks per sample the source with the
-# lowest cross-entropy on the gold tokens (FuseLLM's MinCE) instead of averaging a right and a wrong teacher. All
-# distillation terms use temperature 2 (the usual KD softening): these teachers put ~99 % on the gold token, and at
-# temperature 1 ULD/GLD mostly push the student to be as confident as the teacher whether it is right or not (one
-# seed of the full profile: SFT+ULD 14.5 % arithmetic at T=1, 19 % at T=2, SFT 20.5 %; see README).
-DISTILL = {"source_selection": "mince", "temperature": 2.0}
-VARIANTS: dict[str, dict | None] = {
-    "pivot": None,
-    "sft": {"lambda_uld": 0.0, "lambda_gld": 0.0, "lambda_kl": 0.0},
-    "sft+kl": {"lambda_uld": 0.0, "lambda_gld": 0.0, "lambda_kl": 0.5} | DISTILL,
-    "sft+uld": {"lambda_uld": 0.5, "lambda_gld": 0.0} | DISTILL,
-    "sft+uld+gld(rank)": {"lambda_uld": 0.5, "lambda_gld": 0.5, "gld_space": "rank"} | DISTILL,
-    "sft+uld+gld(vocab)": {"lambda_uld": 0.5, "lambda_gld": 0.5, "gld_space": "vocab"} | DISTILL,
-}
-SOURCES = {"arith-source": "arithmetic", "dyck-source": "dyck"}  # role (shard folder name) -> its skill
+SOURCES = {"arith-source": ("arithmetic", "evens"), "dyck-source": ("dyck",)}  # role (shard folder) -> its skills
 ROLES = (*SOURCES, "pivot")
 
 
@@ -50,22 +38,30 @@ ROLES = (*SOURCES, "pivot")
 class Profile:
     """Sizes of one benchmark run."""
 
-    fusion_per_skill: int = 800  # fusion-split problems per skill (the fusion data)
-    test_per_skill: int = 200  # held-out test problems per skill
+    settings: list[str] = field(default_factory=lambda: ["several-answers", "noisy-labels", "little-data-200",
+                                                         "little-data-800", "little-data-3200"])
+    fusion_per_skill: int = 800  # fusion problems per skill (a little-data setting sets its own)
+    val_per_skill: int = 100
+    test_per_skill: int = 200
     epochs: int = 3
     batch_size: int = 16
     lr: float = 2e-3
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    variants: list[str] = field(default_factory=lambda: list(VARIANTS))
+    variants: list[str] = field(default_factory=lambda: ["pivot", "sft", "sft+uld", "sft+uld+gld"])
+    select_on: str | None = "several-answers"  # setting whose val split chooses the settings; None: use `distill`
+    distill: dict = field(default_factory=lambda: dict(DEFAULT))  # the search's start, or the settings used
+    grid: dict = field(default_factory=lambda: dict(GRID))
+    k: int = 4  # pass@k samples
     # role -> benchmark model (``pipeline.bench.source_train.BENCH_MODELS``)
     models: dict[str, str] = field(default_factory=lambda: {role: role for role in ROLES})
 
 
 PROFILES = {
     "full": Profile(),
-    # The quickstart's: models trained for a fraction of the steps (same shapes and tokenizers), less fusion data.
-    "quick": Profile(fusion_per_skill=400, test_per_skill=100, epochs=4, lr=3e-3, seeds=[0],
-                     variants=["pivot", "sft", "sft+uld+gld(rank)"],
+    # The quickstart's: models trained for a fraction of the steps (same shapes' tokenizers), the headline setting
+    # only, one seed, and the distillation settings the full profile's validation search chose.
+    "quick": Profile(settings=["several-answers"], fusion_per_skill=400, test_per_skill=100, epochs=4, lr=3e-3,
+                     seeds=[0], variants=["pivot", "sft", "sft+uld+gld"], select_on=None, distill=dict(CHOSEN),
                      models={role: f"{role}-quick" for role in ROLES}),
 }
 
@@ -76,14 +72,11 @@ def _write_jsonl(path: Path, records: list[dict]) -> Path:
     return path
 
 
-def prepare(out: Path, profile: Profile, progress: bool = True) -> dict:
-    """Build (or reuse) the models, write the fusion and test sets, capture and align: shared by all variants."""
-    missing = [role for role in ROLES if role not in profile.models]
-    if missing:
-        raise ConfigError(f"Profile.models has no model for {missing}; it maps each of {list(ROLES)} to a bench model")
-    models = {role: ensure_bench_model(profile.models[role], progress=progress) for role in ROLES}
-    data = _write_jsonl(out / "data" / "fusion.jsonl", tasks.mixed("fusion", profile.fusion_per_skill))
-    test = tasks.mixed("test", profile.test_per_skill)
+def prepare(out: Path, profile: Profile, setting: str, models: dict, progress: bool = True) -> dict:
+    """Write the setting's fusion, val and test sets, capture and align: shared by all its variants."""
+    s = bench_settings.setting(setting)
+    records = bench_settings.fusion_records(s, profile.fusion_per_skill)
+    data = _write_jsonl(out / "data" / "fusion.jsonl", records)
     shards = out / "shards"
     common = [f"input={data}", f"output={shards}", "shard_size=128", f"progress={progress}"]
     manifests = {"pivot": run_capture(CaptureConfig.load(None, common + [f"model={models['pivot']}", "k=0",
@@ -95,98 +88,93 @@ def prepare(out: Path, profile: Profile, progress: bool = True) -> dict:
                                     progress=progress,
                                     sources=[SourceSpec(shards=str(shards / n), model=str(models[n]))
                                              for n in SOURCES]))
-    return {"models": models, "test": test, "shards": shards, "capture": manifests, "aligned": aligned}
+    skill_of = {r["id"]: r["skill"] for r in records}
+    stats = {n: report.teacher_stats(shards / "pivot", out / "aligned" / n, skill_of) for n in SOURCES}
+    return {"out": out, "models": models, "shards": shards, "capture": manifests, "aligned": aligned,
+            "val": bench_settings.eval_records(s, "val", profile.val_per_skill),
+            "test": bench_settings.eval_records(s, "test", profile.test_per_skill), "teacher_stats": stats}
 
 
-def run_variant(out: Path, prep: dict, profile: Profile, variant: str, seed: int, progress: bool = True) -> dict:
-    """Train one variant with one seed (resumable, reused when done) and evaluate it on the test set."""
-    losses = VARIANTS[variant]
+def train_variant(prep: dict, profile: Profile, variant: str, distill: dict, seed: int, progress: bool = True
+                  ) -> tuple[Path, int]:
+    """Train one variant with one seed (resumable, reused when done): (model folder, steps)."""
+    losses = loss_settings(variant, distill)
     if losses is None:
-        model = prep["models"]["pivot"]
-        steps = 0
-    else:
-        sources = [] if variant == "sft" else [TrainSource(shards=str(out / "aligned" / n)) for n in SOURCES]
-        cfg = TrainConfig(pivot_model=str(prep["models"]["pivot"]), pivot_shards=str(prep["shards"] / "pivot"),
-                          sources=sources, output=str(out / "train"), run_name=f"{variant}-s{seed}",
-                          loss=LossConfig(**losses), epochs=profile.epochs, batch_size=profile.batch_size,
-                          lr=profile.lr, warmup_steps=10, seed=seed, checkpoint_every=1000, progress=progress)
-        cfg.validate()
-        res = run_train(cfg)
-        model, steps = Path(res["model"]), res["step"]
-    acc = evaluate(model, None, prep["test"])
-    return {"variant": variant, "seed": seed, "steps": steps, **acc}
+        return prep["models"]["pivot"], 0
+    out = prep["out"]
+    sources = [] if variant == "sft" else [TrainSource(shards=str(out / "aligned" / n)) for n in SOURCES]
+    cfg = TrainConfig(pivot_model=str(prep["models"]["pivot"]), pivot_shards=str(prep["shards"] / "pivot"),
+                      sources=sources, output=str(out / "train"), run_name=run_name(variant, distill, seed),
+                      loss=LossConfig(**losses), epochs=profile.epochs, batch_size=profile.batch_size,
+                      lr=profile.lr, warmup_steps=10, seed=seed, checkpoint_every=1000, progress=progress)
+    cfg.validate()
+    res = run_train(cfg)
+    return Path(res["model"]), res["step"]
 
 
-def summarize(rows: list[dict]) -> dict[str, dict[str, tuple[float, float]]]:
-    """variant → skill → (mean, std) over seeds."""
-    out: dict = {}
-    for v in dict.fromkeys(r["variant"] for r in rows):
-        sel = [r for r in rows if r["variant"] == v]
-        out[v] = {}
-        for skill in tasks.SKILLS:
-            vals = [r[skill] for r in sel]
-            out[v][skill] = (statistics.fmean(vals), statistics.pstdev(vals) if len(vals) > 1 else 0.0)
-    return out
+def choose_settings(prep: dict, profile: Profile, progress: bool = True) -> dict:
+    """Coordinate search on the val split (seed = the profile's first); writes ``selection.json`` next to the data."""
+    seed = profile.seeds[0]
+
+    def val_metrics(distill: dict) -> dict:
+        model, _ = train_variant(prep, profile, "sft+uld+gld", distill, seed, progress)
+        metrics = evaluate(model, None, prep["val"], k=0)
+        if progress:
+            print(json.dumps({"selection": distill, **metrics}), flush=True)
+        return metrics
+
+    best, trials = coordinate_search(val_metrics, grid=profile.grid, start=profile.distill)
+    write_text(prep["out"] / "selection.json", json.dumps({"chosen": best, "trials": trials}, indent=1) + "\n")
+    return best
 
 
-def markdown(summary: dict, n_seeds: int) -> str:
-    """Markdown table of exact-match accuracy, mean ± std over seeds."""
-    lines = [f"| variant | arithmetic | dyck | mean |", "| --- | --- | --- | --- |"]
-    for v, skills in summary.items():
-        cells = [f"{100 * m:.1f} ± {100 * s:.1f}" for m, s in (skills[k] for k in tasks.SKILLS)]
-        mean = statistics.fmean(skills[k][0] for k in tasks.SKILLS)
-        lines.append(f"| {v} | {' | '.join(cells)} | {100 * mean:.1f} |")
-    lines.append(f"\nExact-match accuracy (%) on held-out problems, mean ± std over {n_seeds} seed(s) of the fused "
-                 "variants (the teachers and the pivot are not trained here: one evaluation).")
-    return "\n".join(lines)
-
-
-def bar_chart(summary: dict, path: Path) -> Path:
-    """PNG: per-skill accuracy bars per variant with std error bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    variants = list(summary)
-    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(variants)), 3.6))
-    width = 0.8 / len(tasks.SKILLS)
-    for j, skill in enumerate(tasks.SKILLS):
-        means = [100 * summary[v][skill][0] for v in variants]
-        stds = [100 * summary[v][skill][1] for v in variants]
-        ax.bar([i + (j - 0.5) * width for i in range(len(variants))], means, width, yerr=stds, capsize=3,
-               label=skill)
-    ax.set_xticks(range(len(variants)), variants, rotation=20, ha="right")
-    ax.set(ylabel="exact match (%)", ylim=(0, 100), title="per-skill accuracy after fusion")
-    ax.legend()
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def run_benchmark(out: str | Path, profile: Profile, progress: bool = True) -> dict:
-    """Evaluate the sources, run every variant × seed of ``profile``; write results.jsonl, results.md and
-    accuracy.png into ``out``."""
+def run_benchmark(out: str | Path, profile: Profile, progress: bool = True, on_row=None) -> dict:
+    """Choose the distillation settings on val (when ``profile.select_on``), then every setting × variant × seed on
+    test; writes results.jsonl, results.md and accuracy.png into ``out``. ``on_row(row)`` sees each row as it comes."""
     from pipeline.ray_utils import ensure_ray
 
     t0 = time.time()
     out = Path(out)
+    missing = [role for role in ROLES if role not in profile.models]
+    if missing:
+        raise ConfigError(f"Profile.models has no model for {missing}; it maps each of {list(ROLES)} to a bench model")
+    for name in profile.settings:
+        bench_settings.setting(name)  # refuse an unknown setting before any work
     ensure_ray()
-    prep = prepare(out, profile, progress)
-    # The teachers first: the ceiling a fused pivot could reach on each skill.
-    rows = [{"variant": f"{role} (teacher)", "seed": 0, "steps": 0,
-             **evaluate(prep["models"][role], None, prep["test"])} for role in SOURCES]
-    for variant in profile.variants:
-        for seed in (profile.seeds if VARIANTS[variant] is not None else profile.seeds[:1]):
-            rows.append(run_variant(out, prep, profile, variant, seed, progress))
-            if progress:
-                print(json.dumps(rows[-1]))
-    summary = summarize(rows)
+    models = {role: ensure_bench_model(profile.models[role], progress=progress) for role in ROLES}
+    distill = dict(profile.distill)
+    preps = {}
+    if profile.select_on:
+        preps[profile.select_on] = prepare(out / profile.select_on, profile, profile.select_on, models, progress)
+        distill = choose_settings(preps[profile.select_on], profile, progress)
+    rows = []
+
+    def add(row: dict) -> None:
+        rows.append(row)
+        if on_row:
+            on_row(row)
+        elif progress:
+            print(json.dumps(row), flush=True)
+
+    for name in profile.settings:
+        prep = preps.get(name) or prepare(out / name, profile, name, models, progress)
+        preps[name] = prep
+        # The teachers: the ceiling a fused pivot could reach on each skill (one evaluation, no seeds).
+        for role in SOURCES:
+            add({"setting": name, "variant": f"{role} (teacher)", "seed": 0, "steps": 0,
+                 **evaluate(models[role], None, prep["test"], k=profile.k)})
+        for variant in profile.variants:
+            seeds = profile.seeds if loss_settings(variant, distill) is not None else profile.seeds[:1]
+            for seed in seeds:
+                model, steps = train_variant(prep, profile, variant, distill, seed, progress)
+                add({"setting": name, "variant": variant, "seed": seed, "steps": steps,
+                     **evaluate(model, None, prep["test"], k=profile.k, seed=seed)})
+    summary = report.summarize(rows)
+    stats = {name: p["teacher_stats"] for name, p in preps.items()}
     _write_jsonl(out / "results.jsonl", rows)
-    table = markdown(summary, len(profile.seeds))
+    table = report.markdown(summary, len(profile.seeds), stats)
+    table = f"Distillation settings: {json.dumps(distill)}\n\n{table}"
     write_text(out / "results.md", table + "\n")
-    png = bar_chart(summary, out / "accuracy.png")
+    png = report.bar_chart(summary, out / "accuracy.png")
     return {"rows": rows, "summary": summary, "table": table, "png": str(png), "seconds": time.time() - t0,
-            "prep": prep}
+            "preps": preps, "distill": distill}

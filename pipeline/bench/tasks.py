@@ -1,9 +1,15 @@
-"""Problem generators for the fusion benchmark's two skills, with a split that can never leak test into training.
+"""Problem generators for the fusion benchmark's skills, with a split that can never leak test into training.
 
 - ``arithmetic``: 2–3 chained operations on 1..9 with every intermediate in 1..29, e.g. prompt
   ``"Compute ((7 + 5) - 3) * 2.\\n"``, response ``"(12 - 3) * 2 = 9 * 2 = 18; Answer: 18"``.
 - ``dyck``: an open prefix over four bracket types, e.g. prompt ``"Close the brackets: ( [ { } <\\n"``, response
   ``"Answer: > ] )"``.
+- ``evens``: several right answers. The even numbers of a list, in **any** order, e.g. prompt
+  ``"List the even numbers in 17 4 22 9 8.\n"``, responses ``"Answer: 4 22 8"``, ``"Answer: 8 4 22"``, ... One
+  problem has ``m!`` valid responses (``valid_responses``); a generated record holds one order drawn at random, and
+  a model trained on many such records learns to spread its probability over every even number still to list.
+
+``corrupt`` turns a response into a wrong one of the same format (the noisy-label setting).
 
 The split of a problem is a function of its **canonical form** only (the problem's symbols with the wording and
 spaces removed, see ``canonical``): a SHA-256 of it picks the bucket. Seeds choose which problems of a bucket are
@@ -19,21 +25,26 @@ import re
 from pipeline.errors import ConfigError
 from pipeline.tiny.corpus import sentence
 
-SKILLS = ("arithmetic", "dyck")
-# train: sources and the pivot's warm-up; fusion: the prompts the fusion jobs capture and train on; test: evaluation.
-SPLITS = {"train": 0.6, "fusion": 0.2, "test": 0.2}
-VERSION = 1  # bump when a generator or the bucket function changes (cached sources key on it)
+SKILLS = ("arithmetic", "dyck", "evens")
+# train: sources and the pivot's warm-up; fusion: the prompts the fusion jobs capture and train on; val: choosing the
+# distillation settings; test: evaluation (run once per seed with the settings chosen on val).
+SPLITS = {"train": 0.55, "fusion": 0.2, "val": 0.05, "test": 0.2}
+VERSION = 2  # bump when a generator or the bucket function changes (cached sources key on it)
 
 _PAIRS = {"(": ")", "[": "]", "{": "}", "<": ">"}
 _PROBLEM_CHARS = re.compile(r"[0-9+\-*()\[\]{}<>]")
 _ARITH_ANSWER = re.compile(r"Answer:\s*(-?\d+)")
 _DYCK_ANSWER = re.compile(r"Answer:((?:\s*[)\]}>])+)")
+_LIST_ANSWER = re.compile(r"Answer:((?:[ ]\d+)*)")
 _OPS = {"+": lambda x, y: x + y, "-": lambda x, y: x - y, "*": lambda x, y: x * y}
 
 
 def canonical(skill: str, prompt: str) -> str:
-    """The problem a prompt states, independent of wording and spacing: ``"arithmetic:((7+5)-3)*2"``."""
+    """The problem a prompt states, independent of wording and spacing: ``"arithmetic:((7+5)-3)*2"``; for
+    ``evens`` the sorted numbers (``"evens:4,8,9,17,22"``), so a reordered list is the same problem."""
     _check_skill(skill)
+    if skill == "evens":
+        return f"evens:{','.join(map(str, sorted(int(x) for x in re.findall(r'[0-9]+', prompt))))}"
     return f"{skill}:{''.join(_PROBLEM_CHARS.findall(prompt))}"
 
 
@@ -93,7 +104,32 @@ def dyck_problem(rng: random.Random, max_len: int = 14, max_depth: int = 8) -> t
     return f"Close the brackets: {' '.join(prefix)}\n", f"Answer: {closing}"
 
 
-_GENERATORS = {"arithmetic": arithmetic_problem, "dyck": dyck_problem}
+def evens_problem(rng: random.Random, max_evens: int = 4) -> tuple[str, str]:
+    """A list of 4..7 distinct numbers in 1..99 holding 1..``max_evens`` even ones, and one order of its evens.
+
+    At most 4 evens keeps every problem's valid responses (``m!`` orders) few enough to score them all.
+    """
+    n = rng.randint(4, 7)
+    m = rng.randint(1, min(max_evens, n - 1))
+    evens = rng.sample(range(2, 100, 2), m)
+    nums = evens + rng.sample(range(1, 100, 2), n - m)
+    rng.shuffle(nums)
+    order = list(evens)
+    rng.shuffle(order)
+    return f"List the even numbers in {' '.join(map(str, nums))}.\n", "Answer: " + " ".join(map(str, order))
+
+
+def valid_responses(skill: str, prompt: str, response: str) -> list[str]:
+    """Every right response to a problem: all orders of the evens for ``evens``, else the response itself."""
+    if skill != "evens":
+        return [response]
+    import itertools
+
+    evens = [int(x) for x in re.findall(r"\d+", prompt.split(" in ", 1)[1]) if int(x) % 2 == 0]
+    return ["Answer: " + " ".join(map(str, p)) for p in itertools.permutations(evens)]
+
+
+_GENERATORS = {"arithmetic": arithmetic_problem, "dyck": dyck_problem, "evens": evens_problem}
 
 
 def generate(skill: str, split: str, n: int, seed: int = 0) -> list[dict]:
@@ -123,9 +159,9 @@ def generate(skill: str, split: str, n: int, seed: int = 0) -> list[dict]:
     return out
 
 
-def mixed(split: str, n_per_skill: int, seed: int = 0) -> list[dict]:
-    """Both skills' records of ``split``, interleaved (arithmetic, dyck, arithmetic, ...)."""
-    per = [generate(skill, split, n_per_skill, seed) for skill in SKILLS]
+def mixed(split: str, n_per_skill: int, seed: int = 0, skills: tuple[str, ...] = SKILLS[:2]) -> list[dict]:
+    """``skills``' records of ``split``, interleaved (arithmetic, dyck, arithmetic, ...)."""
+    per = [generate(skill, split, n_per_skill, seed) for skill in skills]
     return [r for group in zip(*per) for r in group]
 
 
@@ -144,15 +180,47 @@ def answer_of(skill: str, text: str) -> str | None:
     """The final answer stated in ``text`` (a response or a generation), normalised; ``None`` when there is none.
 
     arithmetic: the integer after the first ``Answer:``. dyck: the run of closing brackets after the first
-    ``Answer:``, single-spaced; extra closers are kept, so closing too much is wrong.
+    ``Answer:``, single-spaced; extra closers are kept, so closing too much is wrong. evens: the numbers after the
+    first ``Answer:`` as a sorted list (any order is right; a repeated or missing number is wrong).
     """
     _check_skill(skill)
-    m = (_ARITH_ANSWER if skill == "arithmetic" else _DYCK_ANSWER).search(text)
+    m = {"arithmetic": _ARITH_ANSWER, "dyck": _DYCK_ANSWER, "evens": _LIST_ANSWER}[skill].search(text)
     if m is None:
         return None
     if skill == "arithmetic":
         return str(int(m.group(1)))
+    if skill == "evens":
+        nums = sorted(int(x) for x in m.group(1).split())
+        return " ".join(map(str, nums)) if nums else None
     return " ".join(re.sub(r"\s", "", m.group(1)))
+
+
+def corrupt(record: dict, rng: random.Random) -> dict:
+    """The record with a wrong response of the same format: arithmetic's final answer off by 1..3, Dyck's closers
+    with one dropped or swapped, an even number left out (or an odd one added when there is only one)."""
+    skill, resp = record["skill"], record["response"]
+    if skill == "arithmetic":
+        head, value = resp.rsplit("Answer: ", 1)
+        wrong = int(value) + rng.choice((-3, -2, -1, 1, 2, 3))
+        resp = f"{head}Answer: {wrong}"
+    elif skill == "dyck":
+        closers = resp.split(" ")[1:]
+        i = rng.randrange(len(closers))
+        if len(closers) > 1 and rng.random() < 0.5:
+            del closers[i]
+        else:
+            closers[i] = rng.choice([c for c in ")]}>" if c != closers[i]])
+        resp = "Answer: " + " ".join(closers)
+    else:
+        nums = resp.split(" ")[1:]
+        if len(nums) > 1:
+            del nums[rng.randrange(len(nums))]
+        else:
+            nums.append(str(rng.randrange(1, 100, 2)))
+        resp = "Answer: " + " ".join(nums)
+    if answer_of(skill, resp) == answer_of(skill, record["response"]):
+        raise ConfigError(f"corrupt left {record['id']} right")  # cannot happen: every branch changes the answer
+    return record | {"response": resp, "corrupted": True}
 
 
 def _check_skill(skill: str) -> None:

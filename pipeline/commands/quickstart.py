@@ -13,20 +13,31 @@ EPILOG = """what it does:
      an arithmetic source (byte-level BPE), a Dyck-language source (SentencePiece-style, chat
      template) and a weak pivot (another byte-level BPE); about a minute on 2 cores, cached in
      $LOGITFUSE_CACHE/bench/ (default ~/.cache/logitfuse/bench/)
-  2. writes 400 fusion problems and 100 held-out test problems per skill
+  2. the benchmark's headline setting, several-answers: 400 fusion problems per skill (evens,
+     one sampled order per prompt, and Dyck) and 100 held-out test problems per skill
   3. capture (top-10 for the sources, tokens only for the pivot) -> align -> train (SFT, and
-     SFT+ULD+GLD in rank space) -> exact-match evaluation, with the jobs a cluster user runs
-  4. prints shards, alignment coverage, loss terms and accuracies (teachers, pivot, fused)
-     and writes OUT/results.md, OUT/accuracy.png, OUT/inspect-*.png, OUT/shards/,
-     OUT/aligned/, OUT/train/<run>/ (metrics.jsonl, loss_curves.png, model/)
+     SFT+ULD+GLD with the settings the full benchmark chose on validation) -> evaluation
+     (exact match, pass@4, NLL of the gold answers), with the jobs a cluster user runs
+  4. prints each variant's figures as they come out, then shards, alignment coverage, the
+     teachers' entropy and top-1 = gold rate, loss terms and the table; writes OUT/results.md,
+     OUT/accuracy.png, OUT/several-answers/inspect-*.png, OUT/several-answers/{shards,aligned}/,
+     OUT/several-answers/train/<run>/ (metrics.jsonl, loss_curves.png, model/)
 
-About 2.5 minutes on a fresh 2-core machine; a rerun reuses every finished step (< 20 s).
+About 3.5-4 minutes on a fresh, quiet 2-core machine (estimated; v1 measured 2.3 minutes); a rerun
+reuses every finished step. On shared, busy cores set OMP_NUM_THREADS=1.
 The full benchmark (more data, seeds and variants): logitfuse bench fusion"""
 
 
 def add_arguments(p, name: str) -> None:
     """Options."""
     p.add_argument("--out", default="runs/quickstart", help="report folder (default runs/quickstart)")
+
+
+def _figures(row: dict) -> str:
+    """One line per evaluated model: every metric, as it comes out."""
+    cells = "  ".join(f"{k} {v:.2f}" if k.endswith("/nll") else f"{k} {100 * v:.0f}%"
+                      for k, v in row.items() if "/" in k)
+    return f"  {row['variant']:<26} seed {row['seed']}  {cells}"
 
 
 def run(args) -> int:
@@ -36,29 +47,35 @@ def run(args) -> int:
 
     t0 = time.time()
     out = Path(args.out)
-    res = run_benchmark(out, PROFILES["quick"])
-    prep = res["prep"]
-    print("\nshards")
-    print(f"  {'model':<14} {'samples':>8} {'tokens':>8} {'bytes/token':>12} {'top-1 = target':>15}")
-    for name, m in prep["capture"].items():
-        agree = "-"
-        if m.codec.get("codec") != "none":
-            s = summarize(out / "shards" / name)
-            plot(s, out / f"inspect-{name}.png")
-            agree = f"{s['top1_agreement']:.3f}"
-        print(f"  {name:<14} {m.num_samples:>8} {m.total_tokens:>8} {m.stats['bytes_per_token']:>12.2f} {agree:>15}")
-    print("\nalignment onto the pivot")
-    for name, m in prep["aligned"].items():
-        print(f"  {name:<14} coverage {m.stats['coverage']:.1%}  vocab map exact {m.stats['map_exact']:.1%}")
-    print("\nlast logged loss terms")
-    for run_dir in sorted((out / "train").iterdir()):
-        lines = (run_dir / "metrics.jsonl").read_text().splitlines() if (run_dir / "metrics.jsonl").exists() else []
-        if lines:
-            last = json.loads(lines[-1])
-            terms = "  ".join(f"{k} {last[k]:.3f}" for k in ("loss", "sft", "uld", "gld", "kl") if k in last)
-            print(f"  {run_dir.name:<24} step {last['step']:>4}  {terms}")
-    print("\nexact-match accuracy on held-out problems\n")
+    print("figures per model as they come out (em: greedy exact match, pass@4, nll: nats per problem)", flush=True)
+    res = run_benchmark(out, PROFILES["quick"], on_row=lambda row: print(_figures(row), flush=True))
+    for setting, prep in res["preps"].items():
+        base = out / setting
+        print(f"\n{setting}: shards")
+        print(f"  {'model':<14} {'samples':>8} {'tokens':>8} {'bytes/token':>12} {'top-1 = target':>15}")
+        for name, m in prep["capture"].items():
+            agree = "-"
+            if m.codec.get("codec") != "none":
+                s = summarize(base / "shards" / name)
+                plot(s, base / f"inspect-{name}.png")
+                agree = f"{s['top1_agreement']:.3f}"
+            print(f"  {name:<14} {m.num_samples:>8} {m.total_tokens:>8} {m.stats['bytes_per_token']:>12.2f} "
+                  f"{agree:>15}")
+        print("\nalignment onto the pivot, and what the teachers carry beyond the labels")
+        for name, m in prep["aligned"].items():
+            print(f"  {name:<14} coverage {m.stats['coverage']:.1%}  vocab map exact {m.stats['map_exact']:.1%}")
+            for skill, d in prep["teacher_stats"][name].items():
+                print(f"  {'':<14} {skill:<10} entropy {d['entropy']:.2f} nats  top-1 = gold {d['top1_gold']:.1%}")
+        print("\nlast logged loss terms")
+        for run_dir in sorted((base / "train").iterdir()):
+            lines = (run_dir / "metrics.jsonl").read_text().splitlines() if (run_dir / "metrics.jsonl").exists() \
+                else []
+            if lines:
+                last = json.loads(lines[-1])
+                terms = "  ".join(f"{k} {last[k]:.3f}" for k in ("loss", "sft", "uld", "gld", "kl") if k in last)
+                print(f"  {run_dir.name:<28} step {last['step']:>4}  {terms}")
+    print("\nheld-out test problems\n")
     print(res["table"])
-    print(f"\nreport folder: {out}/ (results.md, accuracy.png, train/*/loss_curves.png, train/*/model, shards/)")
+    print(f"\nreport folder: {out}/ (results.md, accuracy.png, <setting>/train/*/loss_curves.png, */model, shards/)")
     print(f"done in {time.time() - t0:.0f} s")
     return 0

@@ -7,6 +7,18 @@ from torch import Tensor
 
 
 @torch.no_grad()
+def gold_logprobs(topk_logprobs: Tensor, topk_ids: Tensor, gold_ids: Tensor) -> Tensor:
+    """`[...,T]` a teacher's log-prob of the pivot's gold token, read from its top-k mapped into pivot ids.
+
+    topk_logprobs, topk_ids: `[...,T,k]` (ids in the pivot vocabulary, -1 = padding); gold_ids: `[...,T]`. -inf where
+    the gold id is not among the mapped top-k (``mince_weights`` floors it). The source's log-prob of its *own*
+    target token is not this: where tokenisations differ, the source's target is another string than the pivot's.
+    """
+    hit = (topk_ids == gold_ids.unsqueeze(-1)) & (topk_ids >= 0)
+    return torch.where(hit, topk_logprobs, -torch.inf).amax(-1)
+
+
+@torch.no_grad()
 def mince_weights(target_logprobs: Tensor, topk_logprobs: Tensor, masks: Tensor) -> Tensor:
     """One-hot source weights `[S,B]` picking, for each sample, the source with minimum mean cross-entropy.
 

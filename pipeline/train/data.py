@@ -21,9 +21,10 @@ import torch
 
 from pipeline.errors import ShardError, TrainError
 from pipeline.io.reader import ShardSet, verify
+from pipeline.losses.mince import gold_logprobs
 
 PIVOT_COLUMNS = ["sample_id", "input_ids", "response_start", "n_positions"]
-SOURCE_COLUMNS = ["sample_id", "src_index", "mapped_ids", "target_logprob"]
+SOURCE_COLUMNS = ["sample_id", "src_index", "mapped_ids", "mapped_logprobs"]  # mapped: MinCE reads the gold there
 
 
 class _Lists:
@@ -53,7 +54,7 @@ class ShardRows:
     input_ids: _Lists
     response_start: np.ndarray
     n_positions: np.ndarray
-    sources: list[dict]  # per source: src_index, logprobs (the column the loss reads), mapped_ids, target_logprob, bad
+    sources: list[dict]  # per source: src_index, logprobs (the column the loss reads), mapped_ids, mapped_logprobs, bad
 
 
 class FusionData:
@@ -104,13 +105,13 @@ class FusionData:
         sources = []
         for s in self.sources:
             col = "mapped_logprobs" if use_mapped else "rank_logprobs"
-            t = s.read(shard, SOURCE_COLUMNS + [col])
+            t = s.read(shard, list(dict.fromkeys(SOURCE_COLUMNS + [col])))
             if t.column("sample_id").to_pylist() != ids:
                 raise ShardError(f"{s.path(shard)}: rows do not hold the pivot's samples in the pivot's order")
             lps = _Lists(t.column(col), np.float32)
             sources.append({"src_index": _Lists(t.column("src_index"), np.int64), "logprobs": lps,
                             "mapped_ids": _Lists(t.column("mapped_ids"), np.int64),
-                            "target_logprob": _Lists(t.column("target_logprob"), np.float32),
+                            "mapped_logprobs": _Lists(t.column("mapped_logprobs"), np.float32),
                             "bad": lps.bad_rows(), "name": s.manifest.name})
         return ShardRows(self.pivot.path(shard).name, ids, _Lists(piv.column("input_ids"), np.int64),
                          piv.column("response_start").to_numpy(), piv.column("n_positions").to_numpy(), sources)
@@ -192,7 +193,10 @@ def collate(batch: list[tuple[ShardRows, int]], nan_policy: str, pad_id: int) ->
             t_lp[j][b, pos] = s["logprobs"][r].reshape(npos, ks[j])
             t_ids[j][b, pos] = s["mapped_ids"][r].reshape(npos, ks[j])
             t_mask[j][b, pos] = s["src_index"][r] >= 0
-            t_tgt[j][b, pos] = s["target_logprob"][r]
+            # MinCE's CE is on the pivot's gold tokens: read from the mapped top-k, not the source's own target
+            t_tgt[j][b, pos] = gold_logprobs(torch.from_numpy(s["mapped_logprobs"][r].reshape(npos, ks[j])),
+                                             torch.from_numpy(t_ids[j][b, pos]),
+                                             torch.from_numpy(seq[rs:rs + npos])).numpy()
     teachers = [{"topk_logprobs": torch.from_numpy(t_lp[j]), "topk_ids": torch.from_numpy(t_ids[j]),
                  "mask": torch.from_numpy(t_mask[j]), "target_logprobs": torch.from_numpy(t_tgt[j])}
                 for j in range(n_src)]

@@ -35,7 +35,7 @@ def test_prompt_tokens_are_a_prefix_and_examples_are_short(tok, records):
         ids, n_prompt = ev.encode_example(tok, r["prompt"], r["response"])
         head = tok(ev.render_prompt(tok, r["prompt"]), add_special_tokens=False)["input_ids"]
         assert ids[:n_prompt] == head  # what generation is given is exactly what training saw
-        assert ids[-1] == tok.eos_token_id and n_prompt < len(ids) - 1
+        assert ids[-1] in ev.stop_ids(tok) and n_prompt < len(ids) - 1  # the turn's end token is trained too
         assert len(ids) <= 64
         assert tok.decode(ids[n_prompt:-1]) == r["response"]
 
@@ -63,8 +63,10 @@ def test_untrained_model_scores_in_range_and_batching_is_exact(name, records):
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(path)
     recs = records[:6]
-    acc = ev.evaluate(model, tok, recs, max_new_tokens=6, batch_size=4)
-    assert set(acc) == {"arithmetic", "dyck"} and all(0.0 <= v <= 1.0 for v in acc.values())
+    acc = ev.evaluate(model, tok, recs, max_new_tokens=6, batch_size=4, k=2)
+    assert set(acc) == {f"{s}/{m}" for s in ("arithmetic", "dyck") for m in ("em", "pass@2", "nll")}
+    assert all(0.0 <= acc[f"{s}/{m}"] <= 1.0 for s in ("arithmetic", "dyck") for m in ("em", "pass@2"))
+    assert all(acc[f"{s}/nll"] > 0 for s in ("arithmetic", "dyck"))
     prompts = [r["prompt"] for r in recs]
     batched = ev.generate(model, tok, prompts, max_new_tokens=6, batch_size=6)
     single = [ev.generate(model, tok, [p], max_new_tokens=6)[0] for p in prompts]
@@ -72,5 +74,33 @@ def test_untrained_model_scores_in_range_and_batching_is_exact(name, records):
 
 
 def test_evaluate_loads_a_folder(records):
-    acc = ev.evaluate(ensure_tiny("tiny-llama-pivot"), None, records[:2], max_new_tokens=2)
-    assert set(acc) == {"arithmetic", "dyck"}
+    acc = ev.evaluate(ensure_tiny("tiny-llama-pivot"), None, records[:2], max_new_tokens=2, k=0)
+    assert set(acc) == {"arithmetic/em", "dyck/em", "arithmetic/nll", "dyck/nll"}
+
+
+def test_chat_template_examples_end_with_the_turns_end_token():
+    tok = AutoTokenizer.from_pretrained(ensure_tiny("tiny-llama-sp"))
+    ids, n_prompt = ev.encode_example(tok, "Close the brackets: ( [\n", "Answer: ] )")
+    assert tok.convert_ids_to_tokens(ids[-1]) == "<|end|>" and tok.eos_token_id not in ids
+
+
+def test_pass_at_k_and_nll_against_a_plain_reference(records):
+    path = ensure_tiny("tiny-llama-pivot")
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    recs = [r for r in tasks.generate("evens", "test", 3)] + records[:2]
+    nll = ev.answer_nll(model, tok, recs, batch_size=5)
+    # reference: one sequence at a time, p(set) = sum over its orders
+    ref: dict = {}
+    for r in recs:
+        total = []
+        for resp in tasks.valid_responses(r["skill"], r["prompt"], r["response"]):
+            ids, n_prompt = ev.encode_example(tok, r["prompt"], resp)
+            with torch.no_grad():
+                lp = torch.log_softmax(model(torch.tensor([ids])).logits[0, :-1].double(), -1)
+            total.append(sum(lp[t - 1, ids[t]].item() for t in range(n_prompt, len(ids))))
+        ref.setdefault(r["skill"], []).append(-torch.logsumexp(torch.tensor(total), 0).item())
+    assert nll == pytest.approx({s: sum(v) / len(v) for s, v in ref.items()}, rel=1e-4)
+    right = [[("Answer: 1", r["response"])[j == 1] for j in range(3)] for r in recs]
+    wrong = [["Answer: 1"] * 3 for _ in recs]
+    assert set(ev.pass_at_k(recs, right).values()) == {1.0} and set(ev.pass_at_k(recs, wrong).values()) == {0.0}

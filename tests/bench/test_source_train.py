@@ -64,7 +64,7 @@ def test_ensure_bench_model_builds_once_atomically(tmp_path, monkeypatch):
     path = st.ensure_bench_model("test-tiny", progress=False)
     assert path.parent == tmp_path / "bench" and path.name == f"test-tiny-{st.model_key('test-tiny')}"
     meta = json.loads((path / st.META).read_text())
-    assert meta["train_records"] == 24 and meta["params"] > 0 and meta["train"]["steps"] == 3
+    assert meta["train_records"] == 8 * len(tasks.SKILLS) + 8 and meta["params"] > 0 and meta["train"]["steps"] == 3
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary folder left behind
     AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
 

@@ -1,5 +1,6 @@
 """Generators, the hash split and answer extraction of the fusion benchmark's tasks."""
 
+import math
 import random
 import re
 
@@ -34,10 +35,11 @@ def test_generate_is_deterministic_and_extends(skill):
 def test_splits_are_disjoint_whatever_the_seed(skill):
     keys = {}
     for split in tasks.SPLITS:
-        recs = [r for seed in (0, 1) for r in tasks.generate(skill, split, 1500, seed=seed)]
+        recs = [r for seed in (0, 1) for r in tasks.generate(skill, split, 300, seed=seed)]
         assert all(tasks.split_of(skill, r["prompt"]) == split for r in recs)
         keys[split] = {tasks.canonical(skill, r["prompt"]) for r in recs}
-    assert not keys["test"] & (keys["train"] | keys["fusion"])
+    assert not keys["test"] & (keys["train"] | keys["fusion"] | keys["val"])
+    assert not keys["val"] & (keys["train"] | keys["fusion"])
     assert not keys["train"] & keys["fusion"]
 
 
@@ -76,6 +78,33 @@ def test_dyck_responses_close_the_prefix():
         prefix = tasks.canonical("dyck", r["prompt"]).split(":", 1)[1]
         closing = tasks.answer_of("dyck", r["response"]).replace(" ", "")
         assert closing and _balanced(prefix + closing)
+
+
+def test_evens_has_every_order_as_a_right_answer():
+    recs = tasks.generate("evens", "test", 300)
+    assert tasks.canonical("evens", "List the even numbers in 9 4 22.\n") == "evens:4,9,22"
+    for r in recs:
+        nums = [int(x) for x in r["prompt"].split(" in ", 1)[1].rstrip(".\n").split()]
+        evens = sorted(x for x in nums if x % 2 == 0)
+        assert 1 <= len(evens) <= 4 and len(set(nums)) == len(nums)
+        assert tasks.answer_of("evens", r["response"]) == " ".join(map(str, evens))
+        valid = tasks.valid_responses("evens", r["prompt"], r["response"])
+        assert r["response"] in valid and len(set(valid)) == math.factorial(len(evens))
+        assert {tasks.answer_of("evens", v) for v in valid} == {tasks.answer_of("evens", r["response"])}
+    orders = {r["response"].split(" ", 1)[1] != " ".join(sorted(r["response"].split()[1:], key=int)) for r in recs}
+    assert orders == {True, False}  # not always sorted: one order drawn at random
+    assert tasks.answer_of("evens", "Answer: 8 4 4") != tasks.answer_of("evens", "Answer: 4 8")
+    assert tasks.answer_of("evens", "Answer:") is None
+
+
+@pytest.mark.parametrize("skill", tasks.SKILLS)
+def test_corrupt_gives_a_wrong_answer_in_the_same_format(skill):
+    rng = random.Random(0)
+    for r in tasks.generate(skill, "fusion", 200):
+        bad = tasks.corrupt(r, rng)
+        got = tasks.answer_of(skill, bad["response"])
+        assert got is not None and got != tasks.answer_of(skill, r["response"]) and bad["corrupted"]
+        assert bad["prompt"] == r["prompt"] and bad["id"] == r["id"]
 
 
 def test_answer_of():

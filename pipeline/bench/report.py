@@ -1,0 +1,105 @@
+"""The fusion benchmark's report: teacher statistics from the aligned shards, mean ± std over seeds, Markdown, PNG."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.io.reader import ShardSet
+
+
+
+def teacher_stats(pivot_shards: Path, aligned: Path, skill_of: dict[str, str]) -> dict[str, dict[str, float]]:
+    """Per skill: the teacher's mean entropy over its stored top-k (nats, a lower bound of the full entropy) and the
+    share of aligned positions where its mapped top-1 is the pivot's gold token (the fusion response's token)."""
+    piv = ShardSet(pivot_shards).iter_rows(["sample_id", "input_ids", "response_start", "n_positions"])
+    src = ShardSet(aligned).iter_rows(["sample_id", "src_index", "mapped_ids", "mapped_logprobs"])
+    acc: dict[str, list[np.ndarray]] = {}
+    for p, s in zip(piv, src):
+        npos = p["n_positions"]
+        if npos == 0:
+            continue
+        ids = np.asarray(s["mapped_ids"]).reshape(npos, -1)
+        lps = np.asarray(s["mapped_logprobs"], dtype=np.float64).reshape(npos, -1)
+        on = np.asarray(s["src_index"]) >= 0
+        gold = np.asarray(p["input_ids"][p["response_start"]:p["response_start"] + npos])
+        prob = np.exp(lps)  # padding is -inf -> 0
+        ent = -(prob * np.where(np.isfinite(lps), lps, 0.0)).sum(-1)
+        top1 = ids[:, 0] == gold
+        acc.setdefault(skill_of[p["sample_id"]], []).append(np.stack([ent[on], top1[on]]))
+    out = {}
+    for skill, parts in sorted(acc.items()):
+        both = np.concatenate(parts, axis=1)
+        out[skill] = {"entropy": float(both[0].mean()), "top1_gold": float(both[1].mean()), "positions": both.shape[1]}
+    return out
+
+
+def summarize(rows: list[dict]) -> dict[str, dict[str, dict[str, tuple[float, float]]]]:
+    """setting → variant → metric key (``<skill>/<metric>``) → (mean, std over seeds)."""
+    out: dict = {}
+    for r in rows:
+        out.setdefault(r["setting"], {}).setdefault(r["variant"], []).append(r)
+    for setting, variants in out.items():
+        for v, sel in variants.items():
+            keys = [k for k in sel[0] if "/" in k]
+            variants[v] = {k: (statistics.fmean(r[k] for r in sel),
+                               statistics.pstdev([r[k] for r in sel]) if len(sel) > 1 else 0.0) for k in keys}
+    return out
+
+
+def _cell(key: str, mean: float, std: float) -> str:
+    if key.endswith("/nll"):
+        return f"{mean:.2f} ± {std:.2f}"
+    return f"{100 * mean:.1f} ± {100 * std:.1f}"
+
+
+def markdown(summary: dict, n_seeds: int, stats: dict | None = None) -> str:
+    """One table per setting (variants × skill metrics), then the teachers' statistics per setting."""
+    lines = []
+    for setting, variants in summary.items():
+        keys = list(dict.fromkeys(k for v in variants.values() for k in v))
+        lines += [f"### {setting}", "", "| variant | " + " | ".join(keys) + " |",
+                  "| --- |" + " --- |" * len(keys)]
+        for v, m in variants.items():
+            lines.append(f"| {v} | " + " | ".join(_cell(k, *m[k]) if k in m else "-" for k in keys) + " |")
+        for source, per_skill in (stats or {}).get(setting, {}).items():
+            cells = ", ".join(f"{sk}: entropy {d['entropy']:.2f} nats, top-1 = gold {100 * d['top1_gold']:.1f} %"
+                              for sk, d in per_skill.items())
+            lines.append(f"\n{source} at aligned positions of the fusion data — {cells}")
+        lines.append("")
+    lines.append(f"em: greedy exact match (%; evens: any order); pass@4: at least one of 4 samples at temperature 1 "
+                 f"right (%); nll: negative log-likelihood of the gold answer(s) in nats per problem (evens: of the "
+                 f"set of all orders; lower is better). Fused variants: mean ± std over {n_seeds} seed(s); teachers "
+                 "and the pivot are not trained here (one evaluation).")
+    return "\n".join(lines)
+
+
+def bar_chart(summary: dict, path: Path, metric: str = "em") -> Path:
+    """PNG: one panel per setting, ``metric`` per skill and variant with std error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    settings = list(summary)
+    fig, axes = plt.subplots(1, len(settings), figsize=(5.5 * len(settings), 3.8), squeeze=False)
+    for ax, setting in zip(axes[0], settings):
+        variants = list(summary[setting])
+        keys = [k for k in next(iter(summary[setting].values())) if k.endswith(f"/{metric}")]
+        width = 0.8 / max(1, len(keys))
+        for j, key in enumerate(keys):
+            means = [100 * summary[setting][v].get(key, (math.nan, 0))[0] for v in variants]
+            stds = [100 * summary[setting][v].get(key, (0, 0))[1] for v in variants]
+            ax.bar([i + (j - (len(keys) - 1) / 2) * width for i in range(len(variants))], means, width, yerr=stds,
+                   capsize=3, label=key.split("/")[0])
+        ax.set_xticks(range(len(variants)), variants, rotation=30, ha="right", fontsize=8)
+        ax.set(ylabel=f"{metric} (%)", ylim=(0, 100), title=setting)
+        ax.legend(fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
