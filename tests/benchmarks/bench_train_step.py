@@ -1,6 +1,6 @@
 """Training step benchmark: fusion step vs plain SFT step; FSDP vs DDP step time and peak RSS on CPU, 2 workers.
 
-    python tests/benchmarks/bench_train_step.py [--steps 6] [--repeats 3] [--layers 6] [--hidden 384] [--vocab 16000]
+    python tests/benchmarks/bench_train_step.py [--steps 3] [--repeats 2] [--layers 4] [--hidden 256] [--vocab 8000]
 
 Prints one JSON line per figure, each with the machine context (``cores``, ``loadavg_1m``). The model is a random
 Llama of the given shape saved with ``save_pretrained`` and loaded the way training loads it (meta device, sharded,
@@ -142,11 +142,11 @@ def bench_parallelism(model_path: str, vocab: int, steps: int, params: int) -> N
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--steps", type=int, default=6)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--layers", type=int, default=6)
-    ap.add_argument("--hidden", type=int, default=384)
-    ap.add_argument("--vocab", type=int, default=16000)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--vocab", type=int, default=8000)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         save_model(d, args.layers, args.hidden, args.vocab)
