@@ -20,15 +20,20 @@ def metrics(run_dir: Path) -> list[dict]:
 
 def test_four_micro_batches_equal_one_batch_four_times_as_large(fusion_shards, tmp_path):
     # Same samples per step (4 x 2 vs 1 x 8 per worker), each micro-batch divided by the step's global token
-    # counts: only the summation order differs (fp32 rounding; per-tensor relative error, as for FSDP vs DDP).
+    # counts: only the summation order differs. The loss and the gradient norm of every step agree to fp32
+    # rounding (1e-7 measured). The weights are compared more loosely: AdamW's first steps move each coordinate by
+    # about lr * sign(g), so a coordinate whose gradient nearly cancels follows the rounding (5e-5 per-tensor
+    # relative error measured after 3 steps, in the embeddings); a lost micro-batch or a wrong scale moves the
+    # weights by far more (the loss of step 2 would differ at 1e-3).
     cfg = train_yaml(tmp_path, fusion_shards, max_steps=3, warmup_steps=1, **TWO)
     run_train(TrainConfig.load(cfg, ["run_name=big", "batch_size=8"]))
     run_train(TrainConfig.load(cfg, ["run_name=accum", "batch_size=2", "grad_accum_steps=4"]))
     runs = tmp_path / "runs"
-    assert max_relative_difference(weights(runs / "big"), weights(runs / "accum")) < 1e-5
     for a, b in zip(metrics(runs / "big"), metrics(runs / "accum"), strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5) and a["samples"] == b["samples"]
-    assert metrics(runs / "accum")[0]["padding"] <= metrics(runs / "big")[0]["padding"]  # grouped by length
+        assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-5)
+    assert max_relative_difference(weights(runs / "big"), weights(runs / "accum")) < 2e-4
+    assert metrics(runs / "accum")[0]["padding"] < metrics(runs / "big")[0]["padding"]  # grouped by length
 
 
 @pytest.mark.slow
