@@ -23,8 +23,8 @@ def test_four_micro_batches_equal_one_batch_four_times_as_large(fusion_shards, t
     # counts: only the summation order differs. The loss and the gradient norm of every step agree to fp32
     # rounding (1e-7 measured). The weights are compared more loosely: AdamW's first steps move each coordinate by
     # about lr * sign(g), so a coordinate whose gradient nearly cancels follows the rounding (5e-5 per-tensor
-    # relative error measured after 3 steps, in the embeddings); a lost micro-batch or a wrong scale moves the
-    # weights by far more (the loss of step 2 would differ at 1e-3).
+    # relative error measured after 3 steps, in the embeddings); a lost micro-batch or a wrong scale changes the
+    # gradient norm itself, far beyond 1e-5.
     cfg = train_yaml(tmp_path, fusion_shards, max_steps=3, warmup_steps=1, **TWO)
     run_train(TrainConfig.load(cfg, ["run_name=big", "batch_size=8"]))
     run_train(TrainConfig.load(cfg, ["run_name=accum", "batch_size=2", "grad_accum_steps=4"]))
@@ -42,7 +42,10 @@ def test_token_budget_micro_batches_equal_fixed_ones(fusion_shards, tmp_path):
     run_train(TrainConfig.load(cfg, ["run_name=fixed"]))
     run_train(TrainConfig.load(cfg, ["run_name=budget", "token_budget=60"]))  # ranks get unequal micro counts
     runs = tmp_path / "runs"
-    assert max_relative_difference(weights(runs / "fixed"), weights(runs / "budget")) < 1e-5
+    for a, b in zip(metrics(runs / "fixed"), metrics(runs / "budget"), strict=True):  # tolerances: see above
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+        assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-5)
+    assert max_relative_difference(weights(runs / "fixed"), weights(runs / "budget")) < 2e-4
 
 
 @pytest.mark.slow
