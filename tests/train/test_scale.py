@@ -51,7 +51,8 @@ def test_token_budget_micro_batches_equal_fixed_ones(fusion_shards, tmp_path):
 @pytest.mark.slow
 def test_bf16_loss_falls_and_resumes_at_world_size_one(fusion_shards, tmp_path):
     cfg = train_yaml(tmp_path, fusion_shards, max_steps=12, epochs=3, warmup_steps=1, lr=3e-3, batch_size=4,
-                     precision="bf16", activation_checkpointing=True, sources=("tiny-gpt2-bpe",), **TWO)
+                     precision="bf16", activation_checkpointing=True, sources=("tiny-gpt2-bpe",), keep_checkpoints=10,
+                     **TWO)
     run_train(TrainConfig.load(cfg, ["run_name=bf16"]))
     sft = [r["sft"] for r in metrics(tmp_path / "runs" / "bf16")]
     assert sum(sft[-3:]) < sum(sft[:3]) - 0.3  # falls well beyond bf16 noise
