@@ -49,21 +49,32 @@ def masked_exp(x: Tensor, valid: Tensor) -> Tensor:
     return torch.where(valid, torch.where(valid, x, 0.0).exp(), 0.0)
 
 
-def position_mean(values: Tensor, mask: Tensor, weights: Tensor | None = None) -> Tensor:
+def _denominator(count: Tensor, denominator: Tensor | float | None) -> Tensor | float:
+    """The local count, or a given (e.g. global, all-reduced) one; at least 1 so an empty mean is 0."""
+    if denominator is None:
+        return count.clamp(min=1)
+    return torch.as_tensor(denominator, dtype=torch.float32, device=count.device).clamp(min=1)
+
+
+def position_mean(values: Tensor, mask: Tensor, weights: Tensor | None = None,
+                  denominator: Tensor | float | None = None) -> Tensor:
     """Σ_{b,t} w_b·values[b,t] over `mask [B,T]` divided by the unweighted count of masked positions (0 if none).
 
     The denominator stays unweighted so that per-sample source weights (e.g. MinCE one-hots over sources) add up to
-    a plain mean over all positions of the batch.
+    a plain mean over all positions of the batch. ``denominator`` replaces the count (training divides each
+    micro-batch's sum by the count over every micro-batch and rank of the step).
     """
     values = torch.where(mask, values, 0.0)
     if weights is not None:
         values = values * weights.to(values.dtype).unsqueeze(-1)
-    return values.sum() / mask.sum().clamp(min=1)
+    return values.sum() / _denominator(mask.sum(), denominator)
 
 
-def sequence_mean(values: Tensor, has_positions: Tensor, weights: Tensor | None = None) -> Tensor:
-    """Mean of per-sequence `values [B]` over sequences with at least one position (`has_positions [B]`); 0 if none."""
+def sequence_mean(values: Tensor, has_positions: Tensor, weights: Tensor | None = None,
+                  denominator: Tensor | float | None = None) -> Tensor:
+    """Mean of per-sequence `values [B]` over sequences with at least one position (`has_positions [B]`); 0 if none.
+    ``denominator`` replaces the count of such sequences (see :func:`position_mean`)."""
     values = torch.where(has_positions, values, 0.0)
     if weights is not None:
         values = values * weights.to(values.dtype)
-    return values.sum() / has_positions.sum().clamp(min=1)
+    return values.sum() / _denominator(has_positions.sum(), denominator)

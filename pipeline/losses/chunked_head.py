@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from pipeline.errors import ConfigError
+from pipeline.modeling.logit_transform import LogitTransform
 
 IGNORE_INDEX = -100
 
@@ -34,7 +35,7 @@ class HeadOutputs:
 
 
 def _chunk_logits(h: Tensor, weight: Tensor, bias: Tensor | None, acc: torch.dtype) -> Tensor:
-    """Logits `[c,V]` in the accumulation dtype (fp32, or fp64 under gradcheck) from `h [c,H]`."""
+    """Raw logits `[c,V]` (before the model's transform) in the accumulation dtype (fp32, or fp64 under gradcheck)."""
     logits = (h @ weight.T).to(acc)
     return logits if bias is None else logits + bias.to(acc)
 
@@ -43,7 +44,7 @@ class _ChunkedHead(torch.autograd.Function):
     """Rows `[N,H]` -> (target lp `[N]`, top-k lp `[N,k]`, top-k ids `[N,k]`, gathered lp `[N,k2]`)."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, bias, targets, gather_ids, k, chunk_size):
+    def forward(ctx, hidden, weight, bias, targets, gather_ids, k, chunk_size, transform):
         acc = torch.promote_types(hidden.dtype, torch.float32)
         n = hidden.shape[0]
         target_lp = hidden.new_zeros(n, dtype=acc)
@@ -53,7 +54,7 @@ class _ChunkedHead(torch.autograd.Function):
         lse = hidden.new_empty(n, dtype=acc)
         for s in range(0, n, chunk_size):
             e = min(s + chunk_size, n)
-            logits = _chunk_logits(hidden[s:e], weight, bias, acc)
+            logits = transform.apply(_chunk_logits(hidden[s:e], weight, bias, acc))
             lse[s:e] = torch.logsumexp(logits, dim=-1)
             tgt = targets[s:e]
             picked = logits.gather(1, tgt.clamp(min=0).unsqueeze(1)).squeeze(1) - lse[s:e]
@@ -66,7 +67,7 @@ class _ChunkedHead(torch.autograd.Function):
                 picked = logits.gather(1, gid.clamp(min=0)) - lse[s:e, None]
                 gathered[s:e] = torch.where(gid >= 0, picked, -torch.inf)
         ctx.save_for_backward(hidden, weight, bias, targets, gather_ids, topk_ids, lse)
-        ctx.chunk_size = chunk_size
+        ctx.chunk_size, ctx.transform = chunk_size, transform
         ctx.mark_non_differentiable(topk_ids)
         return target_lp, topk_lp, topk_ids, gathered
 
@@ -89,12 +90,16 @@ class _ChunkedHead(torch.autograd.Function):
                 gid = gather_ids[s:e]
                 gg = torch.where(gid >= 0, g_gathered[s:e], 0.0)
                 row_total = row_total + gg.sum(-1)
-            dlogits = _chunk_logits(hidden[s:e], weight, bias, acc)
-            dlogits.sub_(lse[s:e, None]).exp_().mul_(-row_total[:, None])  # in place: one [c,V] buffer
+            raw = _chunk_logits(hidden[s:e], weight, bias, acc)
+            # in place: one [c,V] buffer (two when the model transforms its logits: the raw ones are needed below)
+            dlogits = raw if ctx.transform.identity else ctx.transform.apply(raw)
+            dlogits.sub_(lse[s:e, None]).exp_().mul_(-row_total[:, None])
             dlogits.scatter_add_(1, tgt.clamp(min=0).unsqueeze(1), gt.unsqueeze(1))
             dlogits.scatter_add_(1, topk_ids[s:e], gk)
             if gather_ids is not None:
                 dlogits.scatter_add_(1, gid.clamp(min=0), gg)
+            if not ctx.transform.identity:
+                dlogits = ctx.transform.backward(raw, dlogits)
             if need_h:
                 grad_h[s:e] = (dlogits.to(weight.dtype) @ weight).to(hidden.dtype)
             if need_w:
@@ -103,7 +108,7 @@ class _ChunkedHead(torch.autograd.Function):
                 grad_b += dlogits.sum(0)
         grad_w = None if grad_w is None else grad_w.to(weight.dtype)
         grad_b = None if grad_b is None else grad_b.to(bias.dtype)
-        return grad_h, grad_w, grad_b, None, None, None, None
+        return grad_h, grad_w, grad_b, None, None, None, None, None
 
 
 def chunked_head(
@@ -115,12 +120,15 @@ def chunked_head(
     bias: Tensor | None = None,
     gather_ids: Tensor | None = None,
     positions: Tensor | None = None,
+    transform: LogitTransform | None = None,
 ) -> HeadOutputs:
     """LM head + log-softmax in chunks of `chunk_size` positions, returning only what the losses read.
 
     hidden: `[B,T,H]`; weight: `[V,H]` (lm_head.weight); bias: optional `[V]`; targets: `[B,T]` (-100 = ignore);
     gather_ids: optional `[B,T,k2]` teacher ids mapped into the pivot vocab (-1 = padding); positions: optional
-    `[B,T]` bool, positions to compute at all (e.g. response positions), the others are skipped.
+    `[B,T]` bool, positions to compute at all (e.g. response positions), the others are skipped; transform: the
+    model's logit transform (``logit_transform(config)``: softcap, scale), applied to each chunk's logits before the
+    log-softmax and, in the backward, to their gradient.
     Differentiable w.r.t. hidden, weight and bias; backward recomputes each chunk's logits. Logits are formed in the
     weight's dtype and upcast to fp32 (fp64 inputs stay fp64) for log-softmax, top-k and gradients.
     """
@@ -136,7 +144,7 @@ def chunked_head(
         flat_h, flat_targets = flat_h[rows], flat_targets[rows]
         flat_gather = None if flat_gather is None else flat_gather[rows]
     target_lp, topk_lp, topk_ids, gathered = _ChunkedHead.apply(
-        flat_h, weight, bias, flat_targets, flat_gather, k, chunk_size
+        flat_h, weight, bias, flat_targets, flat_gather, k, chunk_size, transform or LogitTransform()
     )
     if rows is not None:
         n = batch * seq
@@ -160,12 +168,15 @@ def dense_head(
     k: int,
     bias: Tensor | None = None,
     gather_ids: Tensor | None = None,
+    transform: LogitTransform | None = None,
 ) -> HeadOutputs:
-    """Unchunked reference of `chunked_head` (holds `[B,T,V]`): for tests, benchmarks and tiny models."""
+    """Unchunked reference of `chunked_head` (holds `[B,T,V]`, plain autograd): for tests, benchmarks, tiny models."""
     acc = torch.promote_types(hidden.dtype, torch.float32)
     logits = (hidden @ weight.T).to(acc)
     if bias is not None:
         logits = logits + bias.to(acc)
+    if transform is not None:
+        logits = transform.apply(logits)
     logprobs = torch.log_softmax(logits, dim=-1)
     picked = logprobs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     target_lp = torch.where(targets >= 0, picked, 0.0)

@@ -46,6 +46,11 @@ def _sorted_l1(f_s: Tensor, f_t: Tensor) -> Tensor:
     return (f_s - f_t).abs().sum(-1)
 
 
+def gld_sequences(mask: Tensor) -> Tensor:
+    """`[B]` sequences GLD averages over: those with at least one position in `mask [B,T]`."""
+    return mask.any(-1)
+
+
 def rank_degrees(probs: Tensor) -> Tensor:
     """Node degrees f = Aᵀ(A·1) per sequence from `probs [B,T,k]` (rows sorted, masked rows 0) -> `[B,k]`."""
     return torch.einsum("btk,bt->bk", probs, probs.sum(-1))
@@ -58,11 +63,13 @@ def gld_rank_loss(
     temperature: float = 1.0,
     normalize: str = "topk",
     weights: Tensor | None = None,
+    denominator: Tensor | float | None = None,
 ) -> Tensor:
     """GLD in rank space.
 
     student_logprobs: `[B,T,kS]`, teacher_logprobs: `[B,T,kT]` top-k log-probs (non-finite = padding, prob 0).
-    mask: `[B,T]` bool. weights: optional `[B]` per-sequence multiplier. Returns a scalar.
+    mask: `[B,T]` bool. weights: optional `[B]` per-sequence multiplier. denominator: replaces the count of
+    :func:`gld_sequences`. Returns a scalar.
     """
     a = node_probs(student_logprobs, valid_entries(student_logprobs, mask), temperature, normalize)
     b = node_probs(teacher_logprobs, valid_entries(teacher_logprobs, mask), temperature, normalize)
@@ -70,7 +77,7 @@ def gld_rank_loss(
     b = b.sort(dim=-1, descending=True).values
     m = mask.sum(-1)
     per_sequence = _sorted_l1(rank_degrees(a), rank_degrees(b)) / m.clamp(min=1)
-    return sequence_mean(per_sequence, m > 0, weights)
+    return sequence_mean(per_sequence, gld_sequences(mask), weights, denominator)
 
 
 def gld_vocab_loss(
@@ -82,13 +89,15 @@ def gld_vocab_loss(
     temperature: float = 1.0,
     normalize: str = "topk",
     weights: Tensor | None = None,
+    denominator: Tensor | float | None = None,
 ) -> Tensor:
     """GLD in vocab space.
 
     student_logprobs, student_ids: `[B,T,kS]` student top-k log-probs and pivot ids.
     teacher_logprobs, teacher_ids: `[B,T,kT]` teacher top-k log-probs and ids mapped into the pivot vocab; an id of
     -1 (padding or unmapped) or a non-finite log-prob is left out ("topk" renormalises over the mapped entries).
-    mask: `[B,T]` bool. weights: optional `[B]` per-sequence multiplier. Returns a scalar.
+    mask: `[B,T]` bool. weights: optional `[B]` per-sequence multiplier. denominator: as in gld_rank_loss.
+    Returns a scalar.
     """
     batch = mask.shape[0]
     valid_s = valid_entries(student_logprobs, mask, student_ids)
@@ -122,4 +131,4 @@ def gld_vocab_loss(
 
     m = mask.sum(-1)
     per_sequence = _sorted_l1(f_s, f_t) / m.clamp(min=1)
-    return sequence_mean(per_sequence, m > 0, weights)
+    return sequence_mean(per_sequence, gld_sequences(mask), weights, denominator)

@@ -12,11 +12,11 @@ from torch import Tensor
 
 from pipeline.errors import ConfigError
 from pipeline.losses.chunked_head import HeadOutputs
-from pipeline.losses.gld import NORMALIZATIONS, gld_rank_loss, gld_vocab_loss
-from pipeline.losses.kl import kl_loss
+from pipeline.losses.gld import NORMALIZATIONS, gld_rank_loss, gld_sequences, gld_vocab_loss
+from pipeline.losses.kl import kl_loss, kl_positions
 from pipeline.losses.mince import mince_weights
 from pipeline.losses.sft import sft_loss
-from pipeline.losses.uld import uld_loss
+from pipeline.losses.uld import uld_loss, uld_positions
 
 GLD_SPACES = ("rank", "vocab")
 SOURCE_SELECTIONS = ("none", "mince")
@@ -109,8 +109,27 @@ def _source_weights(teachers: Sequence[TeacherInputs], mask: Tensor, cfg: LossCo
     return [1.0 / len(teachers) if t.weight is None else float(t.weight) for t in teachers]
 
 
+def loss_counts(teachers: Sequence[TeacherInputs], mask: Tensor, cfg: LossConfig) -> dict[str, Tensor]:
+    """What each term of :func:`fusion_loss` divides by, from the batch alone (no student needed): positions for
+    "sft", "uld/<name>", "kl/<name>", sequences for "gld/<name>". Summed over micro-batches and ranks, they are the
+    ``denominators`` that make a step's loss the mean over all of its tokens, however it is split."""
+    counts: dict[str, Tensor] = {}
+    if cfg.lambda_sft > 0:
+        counts["sft"] = mask.sum()
+    for t in teachers:
+        t_mask = mask & t.mask
+        if cfg.lambda_uld > 0:
+            counts[f"uld/{t.name}"] = uld_positions(t.topk_logprobs, t_mask).sum()
+        if cfg.lambda_gld > 0:
+            counts[f"gld/{t.name}"] = gld_sequences(t_mask).sum()
+        if cfg.lambda_kl > 0:
+            counts[f"kl/{t.name}"] = kl_positions(t.topk_logprobs, t.topk_ids, t_mask).sum()
+    return counts
+
+
 def fusion_loss(
-    student: HeadOutputs, teachers: Sequence[TeacherInputs], mask: Tensor, cfg: LossConfig
+    student: HeadOutputs, teachers: Sequence[TeacherInputs], mask: Tensor, cfg: LossConfig,
+    denominators: dict[str, Tensor | float] | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """Total loss (scalar, differentiable) and a dict of float terms for logging.
 
@@ -118,7 +137,10 @@ def fusion_loss(
     `concat_teacher_ids(teachers)` when lambda_kl > 0). mask: `[B,T]` bool response positions (SFT); each source
     additionally uses its own alignment mask. Terms: "loss", "sft", "uld", "gld", "kl" (source-weighted sums,
     before the λ) and "uld/<name>" etc. per source; terms with λ = 0 are neither computed nor reported.
+    denominators: optional, keyed like :func:`loss_counts`; each term is then its sum over this batch divided by the
+    given count instead of a mean over this batch (training: counts of the whole step over all ranks).
     """
+    den = denominators or {}
     cfg.validate()
     if student.topk_logprobs.shape[-1] < cfg.k:
         raise ConfigError(f"loss.k={cfg.k} exceeds the student top-k of {student.topk_logprobs.shape[-1]}")
@@ -137,7 +159,7 @@ def fusion_loss(
     terms: dict[str, Tensor] = {}
     total = s_lp.new_zeros(())
     if cfg.lambda_sft > 0:
-        terms["sft"] = sft_loss(student.target_logprobs, mask)
+        terms["sft"] = sft_loss(student.target_logprobs, mask, denominator=den.get("sft"))
         total = total + cfg.lambda_sft * terms["sft"]
     weights = _source_weights(teachers, mask, cfg) if teachers else []
     for i, (teacher, w) in enumerate(zip(teachers, weights, strict=True)):
@@ -146,20 +168,23 @@ def fusion_loss(
         scale = 1.0 if isinstance(w, Tensor) else w
         parts: dict[str, Tensor] = {}
         if cfg.lambda_uld > 0:
-            parts["uld"] = uld_loss(s_lp, teacher.topk_logprobs, t_mask, cfg.temperature, cfg.zscore, per_sample)
+            parts["uld"] = uld_loss(s_lp, teacher.topk_logprobs, t_mask, cfg.temperature, cfg.zscore, per_sample,
+                                    den.get(f"uld/{teacher.name}"))
         if cfg.lambda_gld > 0:
             if cfg.gld_space == "rank":
                 parts["gld"] = gld_rank_loss(
-                    s_lp, teacher.topk_logprobs, t_mask, cfg.temperature, cfg.gld_normalize, per_sample
+                    s_lp, teacher.topk_logprobs, t_mask, cfg.temperature, cfg.gld_normalize, per_sample,
+                    den.get(f"gld/{teacher.name}"),
                 )
             else:
                 parts["gld"] = gld_vocab_loss(
                     s_lp, s_ids, teacher.topk_logprobs, teacher.topk_ids, t_mask, cfg.temperature, cfg.gld_normalize,
-                    per_sample,
+                    per_sample, den.get(f"gld/{teacher.name}"),
                 )
         if cfg.lambda_kl > 0:
             parts["kl"] = kl_loss(
-                gathered[i], teacher.topk_logprobs, teacher.topk_ids, t_mask, cfg.temperature, per_sample
+                gathered[i], teacher.topk_logprobs, teacher.topk_ids, t_mask, cfg.temperature, per_sample,
+                den.get(f"kl/{teacher.name}"),
             )
         for term, value in parts.items():
             value = scale * value

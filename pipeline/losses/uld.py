@@ -27,13 +27,15 @@ def uld_loss(
     temperature: float = 1.0,
     zscore: bool = True,
     weights: Tensor | None = None,
+    denominator: Tensor | float | None = None,
 ) -> Tensor:
     """Mean over masked positions of Σ_i |sort↓(p_S)_i - sort↓(p_T)_i| on the top-k probability vectors.
 
     student_logprobs: `[B,T,kS]` student top-k log-probs. teacher_logprobs: `[B,T,kT]` teacher top-k log-probs;
     non-finite entries (-inf/NaN padding) are left out of the z-score and the softmax (probability 0).
     kS and kT may differ: the shorter vector is padded with zero probabilities after sorting.
-    mask: `[B,T]` bool. weights: optional `[B]` per-sequence multiplier. Returns a scalar (0 if nothing masked in).
+    mask: `[B,T]` bool. weights: optional `[B]` per-sequence multiplier. denominator: replaces the count of
+    :func:`uld_positions`. Returns a scalar (0 if nothing masked in).
     """
     p_s = topk_distribution(student_logprobs, valid_entries(student_logprobs, mask), temperature, zscore)
     p_t = topk_distribution(teacher_logprobs, valid_entries(teacher_logprobs, mask), temperature, zscore)
@@ -41,6 +43,10 @@ def uld_loss(
     p_s = F.pad(p_s, (0, k - p_s.shape[-1]))
     p_t = F.pad(p_t, (0, k - p_t.shape[-1]))
     per_position = (p_s - p_t).abs().sum(-1)
-    # A position with no finite teacher value would compare against an all-zero vector: leave it out instead.
-    has_teacher = torch.isfinite(teacher_logprobs).any(-1)
-    return position_mean(per_position, mask & has_teacher, weights)
+    return position_mean(per_position, uld_positions(teacher_logprobs, mask), weights, denominator)
+
+
+def uld_positions(teacher_logprobs: Tensor, mask: Tensor) -> Tensor:
+    """`[B,T]` positions ULD averages over: in `mask` with at least one finite teacher value (a position without
+    one would compare against an all-zero vector)."""
+    return mask & torch.isfinite(teacher_logprobs).any(-1)

@@ -64,9 +64,10 @@ class TrainConfig(JobConfig):
     progress: bool = True
 
     # fields that change the result: a resumed run must match them
+    # (num_workers and parallelism are not: a checkpoint resumes at another world size, FSDP or DDP)
     RESULT_KEYS = ("pivot_model", "loss", "epochs", "max_steps", "batch_size", "shuffle_shards", "lr", "weight_decay",
-                   "warmup_steps", "schedule", "grad_clip", "seed", "nan_policy", "num_workers", "grad_accum_steps", "token_budget", "precision",
-                   "max_length", "adam_betas")
+                   "warmup_steps", "schedule", "grad_clip", "seed", "nan_policy", "grad_accum_steps", "token_budget",
+                   "precision", "max_length", "adam_betas")
 
     def resolved_parallelism(self) -> str:
         """fsdp or ddp: ``auto`` shards as soon as there is more than one worker."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
@@ -155,6 +155,7 @@ class Batch:
     teachers: list[dict]  # per source: topk_logprobs, topk_ids [B, L, k], mask [B, L], target_logprobs [B, L]
     tokens: int
     skipped_bad: int  # samples dropped by nan_policy=skip
+    sample_ids: list[str] = field(default_factory=list)
 
 
 def collate(batch: list[tuple[ShardRows, int]], nan_policy: str, pad_id: int) -> Batch:
@@ -201,4 +202,4 @@ def collate(batch: list[tuple[ShardRows, int]], nan_policy: str, pad_id: int) ->
                  "mask": torch.from_numpy(t_mask[j]), "target_logprobs": torch.from_numpy(t_tgt[j])}
                 for j in range(n_src)]
     return Batch(torch.from_numpy(ids), torch.from_numpy(att), torch.from_numpy(targets), torch.from_numpy(mask),
-                 teachers, int(mask.sum()), skipped)
+                 teachers, int(mask.sum()), skipped, [d.sample_id[r] for d, r in batch])

@@ -9,7 +9,7 @@ from pathlib import Path
 from pipeline.config import local_path
 from pipeline.errors import TrainError
 from pipeline.io.lock import folder_lock
-from pipeline.train import checkpoint
+from pipeline.train import checkpoint, driver
 from pipeline.train.config import TrainConfig
 from pipeline.train.data import FusionData
 
@@ -59,12 +59,14 @@ def _run_train(cfg: TrainConfig) -> dict:
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"cfg": d, "run_dir": str(run_dir), "resume_path": str(resume) if resume else None,
-                           "fingerprint": fingerprint, "describe": describe},
+                           "fingerprint": fingerprint, "describe": describe, "driver": driver.describe()},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                                resources_per_worker={"CPU": cfg.cpus_per_worker}),
         run_config=ray.train.RunConfig(name="ray", storage_path=str(run_dir),
+                                       # +1: Ray drops the oldest when a new one is reported, before rank 0
+                                       # marks the new one complete; keep_checkpoints complete ones survive a kill
                                        checkpoint_config=ray.train.CheckpointConfig(
-                                           num_to_keep=cfg.keep_checkpoints)),
+                                           num_to_keep=cfg.keep_checkpoints + 1)),
         torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
     )
     try:

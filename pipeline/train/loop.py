@@ -1,8 +1,7 @@
-"""The per-worker training loop run by Ray Train's TorchTrainer (DDP: gloo on CPU, nccl on GPU)."""
+"""The per-worker training loop run by Ray Train's TorchTrainer: FSDP2 or DDP (gloo on CPU, nccl on GPU)."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -13,25 +12,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.losses.chunked_head import HeadOutputs, chunked_head
-from pipeline.losses.objective import TeacherInputs, concat_teacher_ids, fusion_loss
-from pipeline.train import checkpoint
-from pipeline.train.data import FusionData, collate
-
-
-class Student(torch.nn.Module):
-    """The pivot as DDP sees it: base model + chunked LM head, returning only what the losses read."""
-
-    def __init__(self, lm):
-        super().__init__()
-        self.lm = lm
-
-    def forward(self, input_ids, attention_mask, targets, positions, gather_ids, k: int, chunk: int):
-        hidden = self.lm.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        head = self.lm.get_output_embeddings()
-        out = chunked_head(hidden, head.weight, targets, k, chunk, bias=head.bias, gather_ids=gather_ids,
-                           positions=positions)
-        return out.target_logprobs, out.topk_logprobs, out.topk_ids, out.gathered_logprobs
+from pipeline.train import checkpoint, driver
+from pipeline.train.data import FusionData
+from pipeline.train.loader import TrainLoader
+from pipeline.train.metrics import MetricsLog
+from pipeline.train.model import DTYPES, Student, build_meta, load_pivot, materialize, save_final
+from pipeline.train.parallel import parallelize
+from pipeline.train.step import train_step
 
 
 def lr_lambda(warmup: int, total: int, schedule: str):
@@ -46,11 +33,36 @@ def lr_lambda(warmup: int, total: int, schedule: str):
     return f
 
 
+def _log(rank: int, msg: str) -> None:
+    if rank == 0:
+        print(f"[logitfuse train] {msg}", flush=True)
+
+
+def build_model(cfg, model_path: str, rank: int, world: int, device: torch.device):
+    """Meta-device pivot, sharded (FSDP2) or replicated (DDP), materialised on ``device`` and loaded from rank 0;
+    returns (module to call, Student, parallelism)."""
+    parallelism = cfg.resolved_parallelism()
+    lm = build_meta(model_path, cfg.attn_implementation)
+    student = Student(lm)
+    parallelize(student, lm, parallelism=parallelism, precision=cfg.precision,
+                activation_checkpointing=cfg.activation_checkpointing)
+    materialize(student, device)
+    load_pivot(student, lm, model_path, rank, DTYPES[cfg.pivot_dtype])
+    model = student
+    if parallelism == "ddp":
+        if cfg.precision == "bf16":
+            student.autocast = torch.bfloat16
+        if world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            model = DistributedDataParallel(student, device_ids=[device] if device.type == "cuda" else None)
+    return model, student, parallelism
+
+
 def train_loop(config: dict) -> None:
-    """Train from config = {cfg: TrainConfig dict, run_dir, resume_path, fingerprint, describe}."""
+    """Train from config = {cfg: TrainConfig dict, run_dir, resume_path, fingerprint, describe, driver}."""
     import ray.train
     import ray.train.torch
-    from transformers import AutoModelForCausalLM
 
     from pipeline.capture.model import resolve_model_path
     from pipeline.train.config import TrainConfig
@@ -63,93 +75,83 @@ def train_loop(config: dict) -> None:
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     device = ray.train.torch.get_device()
-    lm = AutoModelForCausalLM.from_pretrained(resolve_model_path(cfg.pivot_model), dtype=torch.float32)
-    student = Student(lm)
-    optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    data = FusionData(cfg.pivot_shards, [s.shards for s in cfg.sources])
-    names = [s.name or Path(s.shards).name for s in cfg.sources]
-    spe = data.steps_per_epoch(cfg.batch_size, world, cfg.seed, cfg.epochs)
-    total = min(cfg.epochs * spe, cfg.max_steps or cfg.epochs * spe)
+    model, student, parallelism = build_model(cfg, resolve_model_path(cfg.pivot_model), rank, world, device)
+    _log(rank, f"{parallelism} on {world} worker(s), precision {cfg.precision}, activation checkpointing "
+               f"{'on' if cfg.activation_checkpointing else 'off'}, {cfg.grad_accum_steps} micro-batch(es) of "
+               f"{cfg.batch_size} per step" + (f", token budget {cfg.token_budget}" if cfg.token_budget else ""))
+    optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                  betas=tuple(cfg.adam_betas), fused=device.type == "cuda")
+    lm = student.lm
+    loader = TrainLoader(FusionData(cfg.pivot_shards, [s.shards for s in cfg.sources]), seed=cfg.seed,
+                         epochs=cfg.epochs, rank=rank, world=world, batch_size=cfg.batch_size,
+                         grad_accum_steps=cfg.grad_accum_steps, token_budget=cfg.token_budget,
+                         max_length=cfg.max_length, window=cfg.shuffle_shards,
+                         use_mapped=cfg.loss.gld_space == "vocab" or cfg.loss.lambda_kl > 0,
+                         nan_policy=cfg.nan_policy,
+                         pad_id=lm.config.pad_token_id if lm.config.pad_token_id is not None else 0)
+    total = min(cfg.epochs * loader.steps_per_epoch, cfg.max_steps or cfg.epochs * loader.steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.warmup_steps, total, cfg.schedule))
     step = 0
-    restored = ray.train.get_checkpoint()
-    if restored:
-        with restored.as_directory() as d:
-            step = checkpoint.load(d, rank, student, optimizer, scheduler)["step"]
-    elif config.get("resume_path"):
-        step = checkpoint.load(config["resume_path"], rank, student, optimizer, scheduler)["step"]
-    model = ray.train.torch.prepare_model(student)  # DDP when world > 1; moves to the device
-    metrics_path = Path(config["run_dir"]) / "metrics.jsonl"
-    if rank == 0:
-        _truncate_metrics(metrics_path, step)
-    use_mapped = cfg.loss.gld_space == "vocab" or cfg.loss.lambda_kl > 0
-    pad_id = lm.config.pad_token_id if lm.config.pad_token_id is not None else 0
-    t_last, tokens_since = time.perf_counter(), 0
-    for epoch in range(step // spe, cfg.epochs):
-        in_epoch = step - epoch * spe
-        for rows in data.batches(cfg.seed, epoch, rank, world, cfg.batch_size, in_epoch, use_mapped,
-                                 cfg.shuffle_shards):
-            if in_epoch >= spe or step >= total:
-                break
-            b = collate(rows, cfg.nan_policy, pad_id)
-            teachers = [TeacherInputs(t["topk_logprobs"].to(device), t["topk_ids"].to(device), t["mask"].to(device),
-                                      weight=s.weight, name=n, target_logprobs=t["target_logprobs"].to(device))
-                        for t, s, n in zip(b.teachers, cfg.sources, names)]
-            gather = concat_teacher_ids(teachers) if cfg.loss.lambda_kl > 0 and teachers else None
-            outs = model(b.input_ids.to(device), b.attention_mask.to(device), b.targets.to(device),
-                         b.mask.to(device), gather, cfg.loss.k, cfg.head_chunk)
-            loss, terms = fusion_loss(HeadOutputs(*outs), teachers, b.mask.to(device), cfg.loss)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            step, in_epoch = step + 1, in_epoch + 1
-            tokens_since += b.tokens * world
-            now = time.perf_counter()
-            terms |= {"step": step, "epoch": epoch, "lr": scheduler.get_last_lr()[0],
-                      "tokens_per_s": tokens_since / max(now - t_last, 1e-9), "skipped_bad": b.skipped_bad}
-            t_last, tokens_since = now, 0
-            if rank == 0:
-                with open(metrics_path, "a") as f:
-                    f.write(json.dumps(terms) + "\n")
-            if step % cfg.checkpoint_every == 0 or step == total:
-                state = {"step": step, "epoch": epoch, "step_in_epoch": in_epoch, "fingerprint": config["fingerprint"],
-                         "describe": config["describe"], "done": step == total}
-                _report(rank, student, optimizer, scheduler, state, terms)
+    resume = _resume_folder(config)
+    if resume is not None:
+        state = checkpoint.load(resume, rank, student, optimizer, scheduler)
+        loader.load_state_dict(state["data"], force=cfg.force)
+        step = state["step"]
+        _log(rank, f"resumed from {resume} (world size {state['world']}) at step {step}: {loader.resume_note()}"
+                   + ("" if state["world"] == world else "; RNG states re-seeded, workers read other shards"))
+    run_dir = Path(config["run_dir"])
+    metrics = MetricsLog(run_dir, step, cfg.report_to) if rank == 0 else None
+    names = [s.name or Path(s.shards).name for s in cfg.sources]
+    t_last = time.perf_counter()
+    for batch in loader:
         if step >= total:
             break
-    if rank == 0:
-        _save_model(lm, cfg, Path(config["run_dir"]) / "model")
+        terms = train_step(model, student, optimizer, batch.micro, cfg, cfg.sources, names, device, parallelism,
+                           world, keep_going=driver.alive(config.get("driver")))
+        if terms is None:
+            _log(rank, f"the driver is gone: stopping at step {step} without another checkpoint")
+            return
+        scheduler.step()
+        step += 1
+        now = time.perf_counter()
+        tokens = sum(b.tokens for b in batch.micro) * world
+        terms |= {"step": step, "epoch": batch.epoch, "samples": batch.samples, "lr": scheduler.get_last_lr()[0],
+                  "tokens_per_s": tokens / max(now - t_last, 1e-9), "padding": batch.padding,
+                  "skipped_bad": sum(b.skipped_bad for b in batch.micro)}
+        t_last = now
+        if metrics is not None:
+            metrics.write(terms)
+        if step % cfg.checkpoint_every == 0 or step == total:
+            state = {"step": step, "world": world, "parallelism": parallelism, "data": loader.state_dict(),
+                     "fingerprint": config["fingerprint"], "describe": config["describe"], "done": step == total}
+            _report(rank, student, optimizer, scheduler, state, terms)
+        if step >= total:
+            break
+    if metrics is not None:
+        metrics.close()
+    save_final(student, lm, rank, run_dir / "model", cfg.pivot_model, cfg.max_shard_size)
 
 
-def _report(rank, student, optimizer, scheduler, state, terms) -> None:
+def _resume_folder(config: dict) -> str | None:
+    """Ray Train's own latest checkpoint when it restarted the workers (if complete), else the driver's choice."""
     import ray.train
 
+    restored = ray.train.get_checkpoint()
+    if restored is not None and restored.filesystem.get_file_info(f"{restored.path}/{checkpoint.STATE}").size:
+        return restored.path
+    return config.get("resume_path")
+
+
+def _report(rank, model, optimizer, scheduler, state, terms) -> None:
+    import ray.train
+    import torch.distributed as dist
+
     with tempfile.TemporaryDirectory() as d:
-        checkpoint.save(d, rank, student, optimizer, scheduler, state)
+        checkpoint.save(d, rank, model, optimizer, scheduler)
         ray.train.report({k: v for k, v in terms.items() if isinstance(v, (int, float))},
                          checkpoint=ray.train.Checkpoint.from_directory(d),
                          checkpoint_dir_name=f"checkpoint-{state['step']:07d}")
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Keep the metrics of steps up to the resumed one, so a resumed run never duplicates lines."""
-    if not path.exists():
-        return
-    keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-    path.write_text("".join(line + "\n" for line in keep))
-
-
-def _save_model(lm, cfg, out: Path) -> None:
-    import shutil
-
-    from pipeline.capture.model import load_tokenizer
-
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    lm.save_pretrained(tmp)
-    load_tokenizer(cfg.pivot_model).save_pretrained(tmp)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
+    if dist.is_initialized():
+        dist.barrier()  # every rank's shards are in the merged folder before it is marked complete
+    if rank == 0:
+        checkpoint.finish(ray.train.get_checkpoint(), state)

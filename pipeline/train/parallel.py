@@ -78,7 +78,12 @@ def parallelize(model: nn.Module, lm: nn.Module, *, parallelism: str, precision:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     layers = decoder_layers(lm)
     if activation_checkpointing:
-        layers = apply_activation_checkpointing(lm, layers)
+        if getattr(lm, "supports_gradient_checkpointing", False):
+            # Transformers' own per-layer checkpointing (non-reentrant): wrapping its layers in checkpoint_wrapper
+            # fails in the forward under transformers 5 (attention-mask shape mismatch in sdpa).
+            lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            layers = apply_activation_checkpointing(lm, layers)
     if parallelism == "fsdp":
         shard_fsdp(model, layers=layers, precision=precision, mesh=mesh)
     return model

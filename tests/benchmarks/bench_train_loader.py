@@ -77,7 +77,7 @@ class Stepper:
 
         from pipeline.capture.model import resolve_model_path
         from pipeline.losses.objective import LossConfig
-        from pipeline.train.loop import Student
+        from pipeline.train.model import Student
 
         torch.manual_seed(SEED)
         lm = AutoModelForCausalLM.from_pretrained(resolve_model_path(f"tiny:{_fusion_data.PIVOT}"),

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from pipeline.losses import chunked_head, dense_head
+from pipeline.modeling.logit_transform import LogitTransform
 
 
 def _inputs(b=2, t=5, h=8, v=40, k2=3, seed=0, dtype=torch.float32):
@@ -97,3 +98,34 @@ def test_bfloat16_head_matches_dense_and_keeps_dtypes():
     for a, b in zip(got_g, want_g, strict=True):
         assert a.dtype == torch.bfloat16
         torch.testing.assert_close(a.float(), b.float(), rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("transform", [LogitTransform(scale=0.25, softcap=3.0), LogitTransform(scale=1.0, softcap=2.0),
+                                       LogitTransform(scale=4.0)])
+def test_logit_transform_matches_autograd_reference(transform):
+    # Gemma-2 softcap and Cohere/Granite scale: the hand-written backward must equal autograd through the transform.
+    hidden, weight, bias, targets, gather = _inputs()
+    hidden = hidden * 3  # logits large enough for the softcap to bend them
+    want, want_g = _grads(lambda h, w, b: dense_head(h, w, targets, 4, b, gather, transform=transform),
+                          hidden, weight, bias)
+    got, got_g = _grads(lambda h, w, b: chunked_head(h, w, targets, 4, 3, b, gather, transform=transform),
+                        hidden, weight, bias)
+    plain = chunked_head(hidden, weight, targets, 4, 3, bias, gather)
+    assert not torch.allclose(plain.topk_logprobs, want.topk_logprobs)  # the transform changes the distribution
+    torch.testing.assert_close(got.target_logprobs, want.target_logprobs)
+    torch.testing.assert_close(got.topk_logprobs, want.topk_logprobs)
+    torch.testing.assert_close(got.gathered_logprobs, want.gathered_logprobs)
+    for a, b in zip(got_g, want_g, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_logit_transform_gradcheck_float64():
+    hidden, weight, bias, targets, gather = _inputs(b=2, t=3, h=4, v=11, k2=2, dtype=torch.float64)
+    transform = LogitTransform(scale=0.5, softcap=1.5)
+
+    def fn(h, w, b):
+        out = chunked_head(h, w, targets, 3, 2, b, gather, transform=transform)
+        gathered = torch.where(torch.isfinite(out.gathered_logprobs), out.gathered_logprobs, 0.0)
+        return out.target_logprobs, out.topk_logprobs, gathered
+
+    torch.autograd.gradcheck(fn, [x.requires_grad_(True) for x in (hidden, weight, bias)])

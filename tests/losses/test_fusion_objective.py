@@ -15,6 +15,7 @@ from pipeline.losses import (
     gld_rank_loss,
     gld_vocab_loss,
     kl_loss,
+    loss_counts,
     sft_loss,
     uld_loss,
 )
@@ -98,6 +99,40 @@ def test_mince_keeps_one_source_per_sample():
     want = (uld_loss(s_lp, teachers[0].topk_logprobs, m0, weights=torch.tensor([1.0, 0.0]))
             + uld_loss(s_lp, teachers[1].topk_logprobs, m1, weights=torch.tensor([0.0, 1.0])))
     torch.testing.assert_close(total, 0.5 * want)
+
+
+def _rows(teachers, rows):
+    return [dataclasses.replace(t, topk_logprobs=t.topk_logprobs[rows], topk_ids=t.topk_ids[rows],
+                                mask=t.mask[rows], target_logprobs=t.target_logprobs[rows]) for t in teachers]
+
+
+@pytest.mark.parametrize("selection", ["none", "mince"])
+@pytest.mark.parametrize("space", ["rank", "vocab"])
+def test_split_batch_with_summed_counts_equals_whole_batch(space, selection):
+    # Training splits a step into micro-batches and ranks: each part divided by the step's total counts must add up
+    # to the whole batch's mean, term by term, and so must the gradients.
+    hidden, weight, targets, mask, teachers = _setup(b=5, seed=3)
+    mask[4] = False  # a part with a sample that has no response position at all
+    cfg = LossConfig(lambda_kl=0.3, gld_space=space, source_selection=selection, k=4)
+    w_whole, w_parts = weight.clone().requires_grad_(True), weight.clone().requires_grad_(True)
+    out = chunked_head(hidden, w_whole, targets, 4, 7, gather_ids=concat_teacher_ids(teachers))
+    whole, whole_terms = fusion_loss(out, teachers, mask, cfg)
+    whole.backward()
+    parts = [[0, 3], [1], [2, 4]]
+    counts = [loss_counts(_rows(teachers, p), mask[p], cfg) for p in parts]
+    den = {key: sum(c[key] for c in counts) for key in counts[0]}
+    assert set(den) == {"sft"} | {f"{t}/src{i}" for t in ("uld", "gld", "kl") for i in (0, 1)}
+    summed, summed_terms = 0.0, dict.fromkeys(whole_terms, 0.0)
+    for p in parts:
+        t = _rows(teachers, p)
+        out = chunked_head(hidden[p], w_parts, targets[p], 4, 7, gather_ids=concat_teacher_ids(t))
+        loss, terms = fusion_loss(out, t, mask[p], cfg, denominators=den)
+        loss.backward()
+        summed = summed + loss.detach()
+        summed_terms = {k: v + terms[k] for k, v in summed_terms.items()}
+    torch.testing.assert_close(summed, whole.detach())
+    assert summed_terms == pytest.approx(whole_terms, rel=1e-5)
+    torch.testing.assert_close(w_parts.grad, w_whole.grad)
 
 
 def test_missing_inputs_are_config_errors():

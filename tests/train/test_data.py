@@ -4,6 +4,7 @@ import pytest
 
 from pipeline.errors import TrainError
 from pipeline.train.data import FusionData, collate
+from pipeline.train.loader import TrainLoader
 
 pytestmark = pytest.mark.ray  # uses the session's captured + aligned shards
 
@@ -67,3 +68,56 @@ def test_collate_places_targets_and_teachers(data):
         assert b.mask[i].sum() == n and (b.targets[i, rs - 1:rs - 1 + n] == b.input_ids[i, rs:rs + n]).all()
     for t in b.teachers:
         assert (t["mask"] <= b.mask).all() and t["topk_logprobs"].shape[:2] == b.input_ids.shape
+
+
+def loader(data, **kw):
+    return TrainLoader(data, **({"seed": 0, "epochs": 2, "rank": 0, "world": 1, "batch_size": 2} | kw))
+
+
+def step_ids(step):
+    return [sid for b in step.micro for sid in b.sample_ids]
+
+
+def test_loader_state_resumes_the_same_stream_and_refuses_other_data(data):
+    full = [step_ids(s) for s in loader(data)]
+    assert len(full) == 2 * loader(data).steps_per_epoch
+    first = loader(data)
+    it = iter(first)
+    for _ in range(loader(data).steps_per_epoch + 3):  # into the second epoch
+        next(it)
+    state = first.state_dict()
+    it.close()  # stops the prefetch thread
+    again = loader(data)
+    again.load_state_dict(state)
+    assert [step_ids(s) for s in again] == full[loader(data).steps_per_epoch + 3:]
+    with pytest.raises(TrainError, match="fingerprint.*another dataset"):
+        loader(data).load_state_dict(state | {"fingerprint": "0" * 16})
+
+
+def test_loader_at_another_world_size_continues_at_the_global_sample_count(data):
+    two = loader(data, world=2, rank=1, batch_size=3)
+    it = iter(two)
+    for _ in range(3):
+        next(it)
+    state = two.state_dict()
+    it.close()
+    assert state["samples"] == 3 * 3 * 2 and state["epoch"] == 0
+    one = loader(data, batch_size=4)
+    one.load_state_dict(state)
+    assert "step 4 of" in one.resume_note() and "2 samples of the last partial step are repeated" in one.resume_note()
+    assert next(iter(one)).samples == 5 * 4
+
+
+def test_micro_batches_grouped_by_length_or_token_budget(data):
+    step = next(iter(loader(data, batch_size=2, grad_accum_steps=4)))
+    widths = [b.input_ids.shape[1] for b in step.micro]
+    assert len(step.micro) == 4 and widths == sorted(widths) and 0 <= step.padding < 1
+    budget = max(widths)
+    step = next(iter(loader(data, batch_size=2, grad_accum_steps=4, token_budget=budget)))
+    assert sum(len(b.sample_ids) for b in step.micro) == 8
+    assert all(b.input_ids.numel() <= budget or len(b.sample_ids) == 1 for b in step.micro)
+
+
+def test_max_length_names_the_sample(data):
+    with pytest.raises(TrainError, match=r"part-\d+\.parquet: sample '.+' has \d+ tokens, more than max_length=8"):
+        next(iter(loader(data, max_length=8)))
