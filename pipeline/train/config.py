@@ -56,6 +56,8 @@ class TrainConfig(JobConfig):
     adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     report_to: list[str] = field(default_factory=list)  # [] or [tensorboard]: event files beside metrics.jsonl
     max_shard_size: str = "5GB"  # safetensors shard size of the final model
+    gpu_memory: str | None = None  # e.g. 80GiB: the driver refuses, before any weight loads, a run whose memory plan
+    #                                (`logitfuse plan train`, one rank per worker) needs more per GPU
     num_workers: int = 1
     use_gpu: bool = False
     cpus_per_worker: float = 1.0

@@ -39,6 +39,10 @@ def _run_train(cfg: TrainConfig) -> dict:
         s.shards = local_path(s.shards)
     data = FusionData(cfg.pivot_shards, [s.shards for s in cfg.sources])
     data.check()  # a missing or corrupted shard stops the job here, before any step
+    if cfg.gpu_memory:  # the plan needs only the config: a run that cannot fit stops before any weight loads
+        from pipeline.train.plan import check_fits
+
+        check_fits(cfg, cfg.num_workers, cfg.gpu_memory)
     run_dir = Path(cfg.output).resolve() / cfg.run_name
     run_dir.mkdir(parents=True, exist_ok=True)
     d = cfg.to_dict()

@@ -181,3 +181,10 @@ def test_relative_paths_work_although_ray_train_workers_run_elsewhere(fusion_sha
                                   "progress=false"])
     res = run_train(cfg)
     assert res["step"] == 2 and Path(res["model"]).is_absolute()
+
+
+def test_a_run_the_memory_plan_cannot_fit_stops_before_loading(tmp_path, fusion_shards):
+    cfg = TrainConfig.load(str(train_yaml(tmp_path, fusion_shards, gpu_memory="1MiB", token_budget=256)), [])
+    with pytest.raises(TrainError, match=r"memory plan needs [\d.]+ GiB per GPU on 1 GPUs, more than gpu_memory="):
+        run_train(cfg)
+    assert not (tmp_path / "runs" / cfg.run_name / "ray").exists()  # no trainer started, no weights loaded
