@@ -54,8 +54,12 @@ def mixed_precision(precision: str):
 
 
 def shard_fsdp(model: nn.Module, *, layers: list[nn.Module], precision: str = "fp32", mesh=None,
-               reshard_after_forward: bool = True) -> nn.Module:
-    """``fully_shard`` each of ``layers`` and then ``model`` (the root holds embeddings, final norm and head)."""
+               reshard_after_forward: bool | None = None) -> nn.Module:
+    """``fully_shard`` each of ``layers`` and then ``model`` (the root holds embeddings, final norm and head).
+
+    ``reshard_after_forward=None`` lets FSDP2 reshard the layers after their forward but keep the root gathered until
+    its backward (an explicit True would also free the root and gather embeddings and head a second time per step).
+    """
     from torch.distributed.fsdp import fully_shard
 
     kwargs = {"mesh": mesh, "reshard_after_forward": reshard_after_forward}
