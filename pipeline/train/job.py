@@ -22,10 +22,10 @@ def run_train(cfg: TrainConfig) -> dict:
     """Train (or resume) run ``cfg.run_name``, holding the run folder's one-writer lock; final metrics and paths."""
     run_dir, fingerprint = Path(cfg.output).resolve() / cfg.run_name, cfg.fingerprint(list(TrainConfig.RESULT_KEYS))
     with folder_lock(run_dir, "train", fingerprint):
-        return _run_train(cfg)
+        return _run_train(cfg, run_dir)
 
 
-def _run_train(cfg: TrainConfig) -> dict:
+def _run_train(cfg: TrainConfig, run_dir: Path) -> dict:
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -43,7 +43,6 @@ def _run_train(cfg: TrainConfig) -> dict:
         from pipeline.train.plan import check_fits
 
         check_fits(cfg, cfg.num_workers, cfg.gpu_memory)
-    run_dir = Path(cfg.output).resolve() / cfg.run_name
     run_dir.mkdir(parents=True, exist_ok=True)
     d = cfg.to_dict()
     describe = {k: json.dumps(d[k], sort_keys=True) for k in TrainConfig.RESULT_KEYS} | {"shards": data.fingerprint()}
