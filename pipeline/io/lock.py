@@ -50,8 +50,14 @@ def _process_start(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]  # field 22 of stat; the command name may hold spaces
 
 
-def _alive(holder: dict) -> bool | None:
-    """True/False for a holder on this host; None when it cannot be told (another host)."""
+def this_process() -> dict:
+    """Host, pid and process start time of this process: what :func:`process_alive` checks later."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "process_start": _process_start(os.getpid())}
+
+
+def process_alive(holder: dict) -> bool | None:
+    """True/False for a process of this host (a reused pid counts as gone); None when it cannot be told (another
+    host)."""
     if holder.get("host") != socket.gethostname():
         return None
     pid = int(holder.get("pid", -1))
@@ -134,12 +140,12 @@ def folder_lock(folder: str | Path, what: str, fingerprint: str = "", wait_s: fl
             blocking = next((p for p in (path.parent, *path.parent.parents) if p.exists() and not p.is_dir()), None)
             why = f"{blocking} exists and is not a folder" if blocking else e.strerror
             raise LockError(f"cannot create the output folder {path.parent}: {why}") from None
-    record = {"host": socket.gethostname(), "pid": os.getpid(), "process_start": _process_start(os.getpid()),
-              "started": time.time(), "fingerprint": fingerprint, "what": what, "folder": str(Path(folder))}
+    record = this_process() | {"started": time.time(), "fingerprint": fingerprint, "what": what,
+                               "folder": str(Path(folder))}
     deadline = time.monotonic() + wait_s
     while not _create(path, record):
         holder = _read(path)
-        alive = _alive(holder) if holder else None
+        alive = process_alive(holder) if holder else None
         if holder and alive:
             raise LockError(f"{folder} is being written by {_describe(holder)} (lock {path}); wait for it to "
                             f"finish or stop it (overwrite=true does not take a live writer's folder)")
