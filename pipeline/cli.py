@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-from pipeline.cluster.auth import redact
+from pipeline.io.fs import redact
 from pipeline.errors import LogitfuseError
 
 COMMANDS = {

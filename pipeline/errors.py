@@ -51,3 +51,8 @@ class LockError(LogitfuseError):
 
 class WriteError(LogitfuseError):
     """An output cannot be written: full disk, read-only folder, a file where a folder should be (names the path)."""
+
+
+class StorageError(LogitfuseError):
+    """A local folder or object-store URL cannot be reached or used: wrong credentials, missing bucket, unreachable
+    endpoint (names the URL, never a secret)."""

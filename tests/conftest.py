@@ -15,8 +15,31 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session")
-def ray_session():
-    """A real local Ray instance (not local_mode), started once; 2 CPUs so fractional actors leave room."""
+def s3():
+    """A real S3 API server on 127.0.0.1 (moto's standalone server, authentication on), started once per session;
+    its endpoint and credentials are put in the environment the standard way (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID…),
+    before Ray starts, so Ray's workers reach it too. ``s3.bucket(name)`` makes a bucket and returns its URL."""
+    from pipeline.io.fs import clear_cache
+    from tests import s3_server
+
+    server = s3_server.start()
+    saved = {k: os.environ.get(k) for k in server.env}
+    os.environ.update(server.env)
+    clear_cache()
+    yield server
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    clear_cache()
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_session(s3):
+    """A real local Ray instance (not local_mode), started once; 2 CPUs so fractional actors leave room. It starts
+    after the S3 test server, so its workers inherit the server's endpoint and credentials."""
     import ray
 
     if not ray.is_initialized():

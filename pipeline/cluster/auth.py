@@ -11,21 +11,12 @@ requires it, and never printed.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from pipeline.errors import SubmitError
+from pipeline.io.fs import redact
 
 DEFAULT_TIMEOUT = 10.0  # seconds: a dead or firewalled address fails fast
-_USERINFO = re.compile(r"(\b[a-zA-Z][\w+.-]*://)[^/\s@'\"]+@")
-
-
-def redact(text: str) -> str:
-    """``text`` with the credentials of every URL in it (``http://user:secret@host``) replaced by ``***``: used on
-    every address or error text printed."""
-    return _USERINFO.sub(r"\1***@", str(text))
-
-
 def normalize_address(address: str | None) -> str:
     """``http(s)://HOST:PORT`` of the Jobs API; from RAY_API_SERVER_ADDRESS / RAY_ADDRESS when not given."""
     address = address or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS")

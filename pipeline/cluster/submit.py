@@ -14,7 +14,8 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from pipeline.cluster.auth import DEFAULT_TIMEOUT, auth_headers, normalize_address, redact
+from pipeline.cluster.auth import DEFAULT_TIMEOUT, auth_headers, normalize_address
+from pipeline.io.fs import redact
 from pipeline.cluster.runtime import entrypoint, load_config, runtime_env, submission_id
 from pipeline.errors import SubmitError
 
