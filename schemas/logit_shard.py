@@ -3,7 +3,7 @@
 Per response position t (the positions whose *target* is a response token) the shard stores the target id (implied by
 ``input_ids[response_start + t]``), the character span of that target token in the response text, and the model's
 top-k token ids and log-probabilities (log-softmax over the full vocabulary) encoded by the codec named in the
-schema metadata (``pipeline.capture.codec``). ``k = 0`` captures tokens and offsets only (the pivot's tokenisation).
+schema metadata (``pipeline.io.codec``). ``k = 0`` captures tokens and offsets only (the pivot's tokenisation).
 
 Version 2: ``char_start`` of a target token that begins inside the prompt is its true (negative) start; version 1
 clipped it to 0, so its first position may claim to start at the response's first byte when it does not. Version 1

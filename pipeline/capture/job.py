@@ -44,7 +44,7 @@ def _vocab_size(cfg: CaptureConfig, tok) -> int:
 
 def codec_version() -> int:
     """Blob layout version of the codec module (part of the run fingerprint)."""
-    from pipeline.capture.codec import VERSION
+    from pipeline.io.codec import VERSION
 
     return VERSION
 
@@ -52,7 +52,7 @@ def codec_version() -> int:
 def _codec(cfg: CaptureConfig, vocab: int) -> dict | None:
     if cfg.k == 0:
         return None
-    from pipeline.capture.codec import CodecSpec
+    from pipeline.io.codec import CodecSpec
 
     spec = CodecSpec(name=cfg.codec, k=cfg.k, vocab_size=vocab, step=cfg.quant_step)
     spec.validate()
@@ -108,7 +108,7 @@ def _capture(cfg: CaptureConfig) -> Manifest:
     extra = {"model": name, "model_fingerprint": fps["model"], "tokenizer_fingerprint": fps["tokenizer"],
              "k": str(cfg.k), "dtype": dtype}
     if codec:
-        from pipeline.capture.codec import CodecSpec
+        from pipeline.io.codec import CodecSpec
 
         extra |= CodecSpec(**codec).to_metadata()
     else:

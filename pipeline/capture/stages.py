@@ -95,7 +95,7 @@ def encode_batch(batch: pa.Table, *, codec: dict | None) -> pa.Table:
     """Encode each row's raw top-k arrays into the codec's two blobs (empty blobs when k = 0)."""
     ids_blobs, lp_blobs = [b""] * batch.num_rows, [b""] * batch.num_rows
     if codec:
-        from pipeline.capture.codec import CodecSpec, encode
+        from pipeline.io.codec import CodecSpec, encode
 
         spec = CodecSpec(**codec)
         raw_ids, raw_lps = batch.column("topk_ids_raw"), batch.column("topk_lp_raw")

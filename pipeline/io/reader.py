@@ -51,7 +51,7 @@ class ShardSet:
 
     def codec(self):
         """The codec spec the shards were written with (from the schema metadata)."""
-        from pipeline.capture.codec import CodecSpec
+        from pipeline.io.codec import CodecSpec
 
         return CodecSpec.from_metadata(metadata(self.schema(0)))
 
@@ -84,7 +84,7 @@ class ShardSet:
 def decode_topk(codec, row: dict, where: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k ids ``[n, k]`` int32 and log-probs ``[n, k]`` float32 of one logit-shard row; a blob that does not
     decode is a SchemaError naming the sample (and ``where``, the shard, when given)."""
-    from pipeline.capture.codec import decode
+    from pipeline.io.codec import decode
 
     try:
         return decode(codec, row["topk_ids"], row["topk_logprobs"], row["n_positions"])

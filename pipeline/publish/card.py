@@ -79,7 +79,7 @@ With `datasets` alone (the binary columns hold the codec blobs; the codec spec i
 import json
 from datasets import load_dataset
 from huggingface_hub import hf_hub_download
-from pipeline.capture.codec import CodecSpec, decode
+from pipeline.io.codec import CodecSpec, decode
 
 rows = load_dataset("{repo_id}", "{config}", split="train")
 manifest = json.load(open(hf_hub_download("{repo_id}", "{meta}/{config}/manifest.json", repo_type="dataset")))

@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.capture import codec
+from pipeline.io import codec
 from _large_tokenizers import read_texts
 
 K = 10

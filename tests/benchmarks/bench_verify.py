@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from pipeline.capture.codec import CodecSpec, encode
+from pipeline.io.codec import CodecSpec, encode
 from pipeline.io import verified
 from pipeline.io.reader import ShardSet, decode_topk
 from pipeline.io.writer import ShardSetWriter

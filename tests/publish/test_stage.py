@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline.capture.codec import CodecSpec, decode
+from pipeline.io.codec import CodecSpec, decode
 from pipeline.cli import main
 from pipeline.errors import ConfigError, PublishError
 from pipeline.io.reader import ShardSet, verify

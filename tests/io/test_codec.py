@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import zstandard
 
-from pipeline.capture import bitpack
-from pipeline.capture.codec import CodecSpec, decode, encode
+from pipeline.io import bitpack
+from pipeline.io.codec import CodecSpec, decode, encode
 from pipeline.errors import ConfigError, SchemaError
 
 

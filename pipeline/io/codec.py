@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import zstandard
 
-from pipeline.capture import bitpack
+from pipeline.io import bitpack
 from pipeline.errors import ConfigError, SchemaError
 
 CODECS = ("lossless", "quantized")
