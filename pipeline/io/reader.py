@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.errors import SchemaError, ShardError
+from pipeline.io.resolve import resolve_shard_folder
 from pipeline.io.verified import verify_file
-from pipeline.publish.resolve import resolve_shard_folder
 from schemas import aligned_shard, logit_shard
 from schemas.common import metadata
 from schemas.manifest import Manifest

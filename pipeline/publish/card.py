@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import yaml
 
+from pipeline.io.resolve import DATA_DIR, META_DIR
 from pipeline.publish.discover import ShardSource
-from pipeline.publish.resolve import DATA_DIR, META_DIR
 
 
 def data_pattern(config: str) -> str:

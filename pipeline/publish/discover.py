@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pipeline.errors import PublishError
 from pipeline.io.reader import ShardSet, verify
-from pipeline.publish.resolve import DATA_DIR, META_DIR, staged_configs
+from pipeline.io.resolve import DATA_DIR, META_DIR, staged_configs
 
 ALIGNED_PREFIX = "aligned-"  # aligned sources share names with the captures they come from
 _CONFIG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

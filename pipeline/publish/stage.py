@@ -22,9 +22,9 @@ from pathlib import Path
 from pipeline.errors import PublishError
 from pipeline.io.atomic import TMP_PREFIX, clean_tmp, sha256_file, write_text
 from pipeline.io.reader import verify
+from pipeline.io.resolve import DATA_DIR, META_DIR
 from pipeline.publish import card
 from pipeline.publish.discover import ShardSource
-from pipeline.publish.resolve import DATA_DIR, META_DIR
 
 EXTRA_FILES = ("vocab_map.parquet",)  # travel next to the manifest when the shard folder has them
 

@@ -5,7 +5,7 @@ import pytest
 
 from pipeline.errors import ShardError
 from pipeline.io.reader import ShardSet, verify
-from pipeline.publish.resolve import parse_hf_uri, resolve_shard_folder
+from pipeline.io.resolve import parse_hf_uri, resolve_shard_folder
 from tests.conftest import flip_byte
 
 pytestmark = pytest.mark.ray
