@@ -88,7 +88,7 @@ def vocab_map_for(cfg: AlignConfig, spec: SourceSpec, src: ShardSet, piv: ShardS
 
 @lru_cache(maxsize=4)
 def _token_texts(model: str) -> list[str]:
-    from pipeline.align.canonical import canonicalize
+    from pipeline.modeling.canonical import canonicalize
 
     return canonicalize(load_tokenizer(model)).texts()
 

@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pipeline.align.canonical import ROLES, CanonicalVocab, canonicalize, tokenizer_fingerprint
 from pipeline.align.nearest import candidates
 from pipeline.errors import AlignmentError, SchemaError
 from pipeline.io.atomic import write_parquet
+from pipeline.modeling.canonical import ROLES, CanonicalVocab, canonicalize, tokenizer_fingerprint
 from schemas import vocab_map as schema_mod
 from schemas.vocab_map import METHODS
 

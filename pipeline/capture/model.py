@@ -61,7 +61,7 @@ def resolve_model_path(spec: str) -> str:
 
 def load_tokenizer(spec: str, revision: str | None = None, trust_remote_code: bool = False):
     """The model's tokenizer (fast, with offsets); ModelLoadError naming the model on failure."""
-    from pipeline.align.probe import load_verified  # AutoTokenizer, then checks that it spells text back
+    from pipeline.modeling.probe import load_verified  # AutoTokenizer, then checks that it spells text back
 
     try:
         tok = load_verified(resolve_model_path(spec), revision=revision, trust_remote_code=trust_remote_code)
@@ -151,14 +151,14 @@ def load_model(spec: str, device: str, dtype: torch.dtype, opts: LoadOptions = L
 
 def model_fingerprint(spec: str, revision: str | None = None) -> tuple[str, str]:
     """(hash, method) of the model's config and weights, without reading the weights (``fingerprint.py``)."""
-    from pipeline.capture.fingerprint import model_fingerprint as fingerprint
+    from pipeline.modeling.fingerprint import model_fingerprint as fingerprint
 
     return fingerprint(resolve_model_path(spec), revision)
 
 
 def tokenizer_fingerprint(tok) -> str:
     """Hash of the tokenizer's definition (vocab, merges, normaliser, specials): the one align checks."""
-    from pipeline.align.canonical import tokenizer_fingerprint as canonical_fingerprint
+    from pipeline.modeling.canonical import tokenizer_fingerprint as canonical_fingerprint
 
     return canonical_fingerprint(tok)
 

@@ -10,11 +10,11 @@ import pytest
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
-from pipeline.align.canonical import canonicalize
 from pipeline.align.offsets import align_offsets
 from pipeline.align.shards import known_starts
 from pipeline.capture.inputs import Sample
 from pipeline.capture.render import tokenize_sample
+from pipeline.modeling.canonical import canonicalize
 from pipeline.tiny.corpus import text_lines
 from pipeline.tiny.tokenizers import SPECIALS
 

@@ -5,8 +5,8 @@ import pytest
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 from transformers import AutoTokenizer
 
-from pipeline.align.canonical import as_text, canonicalize, token_to_bytes, tokenizer_fingerprint
 from pipeline.errors import AlignmentError
+from pipeline.modeling.canonical import as_text, canonicalize, token_to_bytes, tokenizer_fingerprint
 
 
 @pytest.mark.parametrize("family", ["bpe", "sp"])

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from pipeline.align.canonical import canonicalize
 from pipeline.align.dtw import dtw_align, dtw_path, path_to_alignment, reference_dtw
 from pipeline.align.offsets import MANY_TO_ONE, MASKED, ONE_TO_MANY, ONE_TO_ONE, align_offsets
 from pipeline.errors import ConfigError
+from pipeline.modeling.canonical import canonicalize
 
 
 def test_path_to_alignment_relations():

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from pipeline.align.canonical import canonicalize
 from pipeline.align.offsets import (MANY_TO_ONE, MASKED, ONE_TO_MANY, ONE_TO_ONE, align_offsets,
                                     normalize_offsets)
 from pipeline.errors import AlignmentError
+from pipeline.modeling.canonical import canonicalize
 
 
 def _align(src, piv, **kw):

@@ -7,9 +7,9 @@ import sys
 import pytest
 from tokenizers import normalizers
 
-from pipeline.align.probe import PROBE_TEXTS, check_spelling
 from pipeline.capture.model import load_tokenizer
 from pipeline.errors import ModelLoadError
+from pipeline.modeling.probe import PROBE_TEXTS, check_spelling
 from pipeline.tiny.corpus import multilingual_lines, text_lines
 
 spm = pytest.importorskip("sentencepiece")

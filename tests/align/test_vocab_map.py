@@ -5,12 +5,12 @@ import pytest
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
-from pipeline.align.canonical import canonicalize, tokenizer_fingerprint
-from pipeline.align.offsets import align_offsets
 from pipeline.align.nearest import candidates, nearest, nearest_same_start
+from pipeline.align.offsets import align_offsets
 from pipeline.align.vocab_map import (build_vocab_map, check_map_matches, fan_in, gather_cooc, map_array,
                                       read_vocab_map, summarize, write_vocab_map)
 from pipeline.errors import AlignmentError, SchemaError
+from pipeline.modeling.canonical import canonicalize, tokenizer_fingerprint
 from schemas import vocab_map as schema_mod
 
 

@@ -23,10 +23,10 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 import _large_tokenizers  # noqa: E402
 
-from pipeline.align.canonical import canonicalize  # noqa: E402
 from pipeline.align.dtw import dtw_align, path_to_alignment, reference_dtw  # noqa: E402
 from pipeline.align.offsets import ONE_TO_ONE, align_offsets  # noqa: E402
 from pipeline.align.vocab_map import build_vocab_map, fan_in, summarize  # noqa: E402
+from pipeline.modeling.canonical import canonicalize  # noqa: E402
 
 N_TOKENS = 2048
 

@@ -20,9 +20,9 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 import _large_tokenizers  # noqa: E402
 
-from pipeline.align.canonical import canonicalize  # noqa: E402
 from pipeline.align.nearest import nearest_same_start  # noqa: E402
 from pipeline.align.vocab_map import build_vocab_map, fan_in, summarize  # noqa: E402
+from pipeline.modeling.canonical import canonicalize  # noqa: E402
 
 GOAL_S = 60
 

@@ -3,7 +3,7 @@
 import os
 import shutil
 
-from pipeline.capture.fingerprint import SAMPLE, WHOLE_FILE_LIMIT, model_fingerprint
+from pipeline.modeling.fingerprint import SAMPLE, WHOLE_FILE_LIMIT, model_fingerprint
 from pipeline.tiny.models import ensure_tiny
 
 

@@ -1,11 +1,11 @@
 """Load a tokenizer and check, at load time, that it spells text back byte for byte.
 
 * **Spelling** (every tokenizer): fixed probe texts (runs of spaces, tabs, blank lines, leading spaces, digits,
-  accents, CJK, Hangul, emoji) are encoded and the canonical bytes of their tokens (:mod:`pipeline.align.canonical`)
+  accents, CJK, Hangul, emoji) are encoded and the canonical bytes of their tokens (:mod:`pipeline.modeling.canonical`)
   must equal the text (after the one space a SentencePiece-style tokenizer prepends). A token the tokenizer cannot
   spell (``<unk>``) may stand for any non-empty run of text. A tokenizer that drops or rewrites text (lower-casing,
   collapsed spaces) is refused: its vocab map and offsets would not describe the text the model saw.
-* **SentencePiece-only folders** (:mod:`pipeline.align.sp_model`): the converted tokenizer gets SentencePiece's own
+* **SentencePiece-only folders** (:mod:`pipeline.modeling.sp_model`): the converted tokenizer gets SentencePiece's own
   text pipeline and must give the ids the ``sentencepiece`` library gives on the probe texts; without
   ``sentencepiece`` the folder is refused with what to install (transformers would fail with an unrelated tiktoken
   error).
@@ -16,10 +16,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pipeline.align.canonical import canonicalize
-from pipeline.align.sp_model import (SP_MODEL, first_difference, make_faithful, require_sentencepiece,
-                                     sentencepiece_only)
 from pipeline.errors import ModelLoadError
+from pipeline.modeling.canonical import canonicalize
+from pipeline.modeling.sp_model import (SP_MODEL, first_difference, make_faithful, require_sentencepiece,
+                                        sentencepiece_only)
 
 PROBE_TEXTS = (
     "Hello world!  Two  spaces,   three, \ttab\n\nblank line\n    indented: x = f(1, 2)  # 3.14\n",
