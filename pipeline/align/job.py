@@ -13,12 +13,12 @@ import numpy as np
 from pipeline.align.config import AlignConfig, SourceSpec
 from pipeline.align.vocab_map import (build_vocab_map, check_map_matches, fan_in_counts, gather_cooc, map_array,
                                       read_vocab_map, summarize, write_vocab_map)
-from pipeline.capture.model import load_tokenizer, tokenizer_fingerprint
 from pipeline.config import local_path
 from pipeline.errors import AlignmentError, SchemaError, ShardError
 from pipeline.io.lock import folder_lock
 from pipeline.io.reader import ShardSet
 from pipeline.io.writer import ShardSetWriter
+from pipeline.modeling.load import load_tokenizer, tokenizer_fingerprint
 from schemas import aligned_shard, logit_shard
 from schemas import vocab_map as vocab_map_schema
 from schemas.manifest import Manifest

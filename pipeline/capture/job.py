@@ -12,13 +12,14 @@ import pyarrow.compute as pc
 
 from pipeline.capture.config import CaptureConfig
 from pipeline.capture.inputs import Sample, load_samples, plan_fingerprint
-from pipeline.capture.model import (check_vocab, load_tokenizer, model_fingerprint, resolve_device, resolve_dtype,
-                                    resolve_model_path, template_fingerprint, tokenizer_fingerprint)
+from pipeline.capture.model import resolve_device, resolve_dtype
 from pipeline.config import local_path
 from pipeline.errors import ConfigError, ModelLoadError
 from pipeline.io.atomic import write_text
 from pipeline.io.lock import folder_lock
 from pipeline.io.writer import ShardSetWriter, shard_file
+from pipeline.modeling.load import (check_vocab, load_tokenizer, model_fingerprint, resolve_model_path,
+                                     template_fingerprint, tokenizer_fingerprint)
 from pipeline.ray_utils import unwrap_errors
 from schemas import logit_shard
 from schemas.manifest import Manifest

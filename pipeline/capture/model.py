@@ -1,19 +1,17 @@
-"""Load a causal LM and its tokenizer for capture (dtype, attention kernel, revision, one or several GPUs);
-fingerprints that tie shards to the exact model."""
+"""Where capture puts a causal LM: device, dtype, attention kernel, one or several GPUs. Specs, tokenizers and
+fingerprints are :mod:`pipeline.modeling.load`'s."""
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import json
 import logging
 import os
-import sys
 from dataclasses import dataclass
 
 import torch
 
 from pipeline.errors import ConfigError, ModelLoadError
+from pipeline.modeling.load import load_causal_lm
 
 log = logging.getLogger("logitfuse.capture")
 
@@ -48,40 +46,6 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     if dtype not in table:
         raise ConfigError(f"dtype must be auto, float32, bfloat16 or float16, got {dtype!r}")
     return table[dtype]
-
-
-def resolve_model_path(spec: str) -> str:
-    """``tiny:<name>`` → the cached tiny model folder; anything else is passed to from_pretrained unchanged."""
-    if spec.startswith("tiny:"):
-        from pipeline.tiny.models import ensure_tiny
-
-        return str(ensure_tiny(spec.removeprefix("tiny:")))
-    return spec
-
-
-def load_tokenizer(spec: str, revision: str | None = None, trust_remote_code: bool = False):
-    """The model's tokenizer (fast, with offsets); ModelLoadError naming the model on failure."""
-    from pipeline.modeling.probe import load_verified  # AutoTokenizer, then checks that it spells text back
-
-    try:
-        tok = load_verified(resolve_model_path(spec), revision=revision, trust_remote_code=trust_remote_code)
-    except Exception as e:  # transformers raises OSError, ValueError, KeyError... for a bad folder
-        raise ModelLoadError(f"cannot load the tokenizer of {spec!r}: {e}") from None
-    if not getattr(tok, "is_fast", False):
-        raise ModelLoadError(f"tokenizer of {spec!r} is not a fast tokenizer: character offsets are needed")
-    return tok
-
-
-def check_vocab(tok, model_vocab: int, spec: str) -> None:
-    """Every id the tokenizer can produce must index the model's embedding. A model with more rows than its
-    tokenizer has ids is normal (padding rows, e.g. to a multiple of 64): said on stderr, not refused."""
-    ids = max(tok.get_vocab().values()) + 1  # added tokens included
-    if ids > model_vocab:
-        raise ModelLoadError(f"the tokenizer of {spec!r} has {ids} ids but the model's embedding has {model_vocab} "
-                             f"rows: ids >= {model_vocab} have no embedding; give the model its own tokenizer")
-    if ids < model_vocab:
-        print(f"{spec}: the model has {model_vocab} embedding rows, its tokenizer {ids} ids; the other "
-              f"{model_vocab - ids} are padding rows (never a target)", file=sys.stderr)
 
 
 def flash_attention_usable(device: str, dtype: torch.dtype) -> str | None:
@@ -126,18 +90,13 @@ def load_model(spec: str, device: str, dtype: torch.dtype, opts: LoadOptions = L
     on the GPUs in order (``device_map="auto"``, at most ``gpu_memory_fraction`` of each), pipeline-style: a
     micro-batch flows GPU 0 → 1 → … and the hidden states hop once per boundary.
     """
-    from transformers import AutoModelForCausalLM
-
     kwargs = dict(dtype=dtype, revision=opts.revision, trust_remote_code=opts.trust_remote_code,
                   attn_implementation=resolve_attn(opts.attn_implementation, device, dtype))
     if device == "cuda":
         kwargs["device_map"] = {"": 0} if opts.gpus == 1 else "auto"
         if opts.gpus > 1:
             kwargs["max_memory"] = gpu_max_memory(opts.gpus, opts.gpu_memory_fraction)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(resolve_model_path(spec), **kwargs)
-    except Exception as e:
-        raise ModelLoadError(f"cannot load the model {spec!r}: {e}") from None
+    model = load_causal_lm(spec, **kwargs)
     placed = set(map(str, (getattr(model, "hf_device_map", None) or {}).values()))
     if placed & {"cpu", "disk"}:
         raise ModelLoadError(f"the model {spec!r} does not fit on gpus_per_actor={opts.gpus} GPU(s) at "
@@ -145,24 +104,4 @@ def load_model(spec: str, device: str, dtype: torch.dtype, opts: LoadOptions = L
                              f"{sorted(placed & {'cpu', 'disk'})}; raise gpus_per_actor")
     if device != "cuda":
         model = model.to(device)
-    model.config.use_cache = False  # teacher forcing: a KV cache would only hold memory
-    return model.eval()
-
-
-def model_fingerprint(spec: str, revision: str | None = None) -> tuple[str, str]:
-    """(hash, method) of the model's config and weights, without reading the weights (``fingerprint.py``)."""
-    from pipeline.modeling.fingerprint import model_fingerprint as fingerprint
-
-    return fingerprint(resolve_model_path(spec), revision)
-
-
-def tokenizer_fingerprint(tok) -> str:
-    """Hash of the tokenizer's definition (vocab, merges, normaliser, specials): the one align checks."""
-    from pipeline.modeling.canonical import tokenizer_fingerprint as canonical_fingerprint
-
-    return canonical_fingerprint(tok)
-
-
-def template_fingerprint(tok) -> str:
-    """Hash of the chat template (None when the tokenizer has none): it changes how samples render."""
-    return hashlib.sha256(json.dumps(getattr(tok, "chat_template", None)).encode()).hexdigest()[:16]
+    return model

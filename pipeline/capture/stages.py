@@ -14,8 +14,9 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.capture.inputs import Sample
-from pipeline.capture.model import LoadOptions, load_model, load_tokenizer, resolve_dtype
+from pipeline.capture.model import LoadOptions, load_model, resolve_dtype
 from pipeline.capture.render import tokenize_sample, uses_template
+from pipeline.modeling.load import load_tokenizer
 
 I32_LIST, F32_LIST = pa.list_(pa.int32()), pa.list_(pa.float32())
 

@@ -64,7 +64,7 @@ def train_loop(config: dict) -> None:
     import ray.train
     import ray.train.torch
 
-    from pipeline.capture.model import resolve_model_path
+    from pipeline.modeling.load import resolve_model_path
     from pipeline.train.config import TrainConfig
 
     cfg = TrainConfig.from_dict(config["cfg"])

@@ -142,7 +142,7 @@ def save_final(model: nn.Module, lm: nn.Module, rank: int, out: Path, tokenizer_
     full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if rank != 0:
         return
-    from pipeline.capture.model import load_tokenizer
+    from pipeline.modeling.load import load_tokenizer
 
     sd = {k.removeprefix("lm."): v for k, v in full.items()}
     del full

@@ -44,7 +44,7 @@ def pivot_config(spec: str):
     """The pivot's transformers config from a local folder, ``tiny:<name>`` or a shipped shape name."""
     from transformers import AutoConfig
 
-    from pipeline.capture.model import resolve_model_path
+    from pipeline.modeling.load import resolve_model_path
 
     path = Path(resolve_model_path(spec)) if spec.startswith("tiny:") else Path(spec)
     if not (path / "config.json").is_file() and (SHAPES_DIR / spec / "config.json").is_file():

@@ -7,8 +7,8 @@ import sys
 import pytest
 from tokenizers import normalizers
 
-from pipeline.capture.model import load_tokenizer
 from pipeline.errors import ModelLoadError
+from pipeline.modeling.load import load_tokenizer
 from pipeline.modeling.probe import PROBE_TEXTS, check_spelling
 from pipeline.tiny.corpus import multilingual_lines, text_lines
 

@@ -71,9 +71,10 @@ def measure(model_path: Path, samples: int, k: int) -> None:
     from pipeline.capture.config import CaptureConfig
     from pipeline.capture.inputs import load_samples
     from pipeline.capture.job import run_capture
-    from pipeline.capture.model import load_model, load_tokenizer
+    from pipeline.capture.model import load_model
     from pipeline.capture.render import tokenize_sample, uses_template
     from pipeline.capture.topk import forward_topk
+    from pipeline.modeling.load import load_tokenizer
 
     work = Path(tempfile.mkdtemp(prefix="bench_capture-"))
     data = work / "data.jsonl"

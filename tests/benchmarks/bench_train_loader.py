@@ -75,8 +75,8 @@ class Stepper:
         import torch
         from transformers import AutoModelForCausalLM
 
-        from pipeline.capture.model import resolve_model_path
         from pipeline.losses.objective import LossConfig
+        from pipeline.modeling.load import resolve_model_path
         from pipeline.train.model import Student
 
         torch.manual_seed(SEED)

@@ -9,9 +9,9 @@ from transformers import AutoModelForCausalLM
 
 from pipeline.capture.config import CaptureConfig
 from pipeline.capture.job import run_capture
-from pipeline.capture.model import resolve_model_path
 from pipeline.errors import ConfigError, InputError, ModelLoadError, ShardError
 from pipeline.io.reader import ShardSet, decode_topk, verify
+from pipeline.modeling.load import resolve_model_path
 
 pytestmark = pytest.mark.ray
 

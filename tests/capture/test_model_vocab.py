@@ -2,8 +2,8 @@
 
 import pytest
 
-from pipeline.capture.model import check_vocab, load_tokenizer
 from pipeline.errors import ModelLoadError
+from pipeline.modeling.load import check_vocab, load_tokenizer
 
 
 def test_tokenizer_larger_than_the_embedding_is_refused_and_padding_rows_are_said(capsys):

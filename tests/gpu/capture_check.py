@@ -93,9 +93,10 @@ def main(argv: list[str] | None = None) -> dict:
     from pipeline.capture.config import CaptureConfig
     from pipeline.capture.inputs import load_samples
     from pipeline.capture.job import run_capture
-    from pipeline.capture.model import load_model, load_tokenizer
+    from pipeline.capture.model import load_model
     from pipeline.capture.render import tokenize_sample, uses_template
     from pipeline.capture.topk import forward_topk
+    from pipeline.modeling.load import load_tokenizer
     from pipeline.ray_utils import ensure_ray
 
     dry = args.dry_run

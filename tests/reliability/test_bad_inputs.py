@@ -73,7 +73,7 @@ def test_bad_record(case, tmp_path, capsys):
 
 def _tokenizer_larger_than_model(tmp_path: Path) -> str:
     """The 1024-row tiny GPT-2 with the 1199-id pivot tokenizer."""
-    from pipeline.capture.model import resolve_model_path
+    from pipeline.modeling.load import resolve_model_path
 
     model = tmp_path / "mismatched"
     shutil.copytree(resolve_model_path("tiny:tiny-gpt2-bpe"), model)

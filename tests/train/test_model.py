@@ -7,7 +7,7 @@ import torch
 import torch.distributed as dist
 from transformers import AutoModelForCausalLM
 
-from pipeline.capture.model import resolve_model_path
+from pipeline.modeling.load import resolve_model_path
 from pipeline.train.model import Student, build_meta, load_pivot, materialize, save_final
 from pipeline.train.parallel import parallelize
 

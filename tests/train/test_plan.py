@@ -94,7 +94,7 @@ def _fsdp_worker(rank: int, world: int, store: str, model: str, out: str) -> Non
 
 
 def test_plan_equals_what_fsdp_holds_in_a_real_two_process_run(tmp_path):
-    from pipeline.capture.model import resolve_model_path
+    from pipeline.modeling.load import resolve_model_path
 
     cfg = tiny_cfg()
     plans = [plan_train(cfg, 2, "80GiB", rank=rank) for rank in (0, 1)]  # first: the forked workers reuse the imports
