@@ -14,6 +14,32 @@ from pipeline.errors import ShardError
 NAME, VERSION = "manifest", 1
 
 
+@dataclass(frozen=True)
+class ShardPlan:
+    """How ``num_samples`` samples split into shards of ``shard_size``: shard ``i`` holds samples
+    ``first_sample(i) .. first_sample(i) + rows(i) - 1``, the last shard the remainder."""
+
+    num_samples: int
+    shard_size: int
+
+    @property
+    def num_shards(self) -> int:
+        """Shards in the plan (the last one may be short)."""
+        return -(-self.num_samples // self.shard_size)
+
+    def first_sample(self, shard: int) -> int:
+        """Sample index of the first row of ``shard``."""
+        return shard * self.shard_size
+
+    def rows(self, shard: int) -> int:
+        """Samples in ``shard``."""
+        return min(self.shard_size, self.num_samples - shard * self.shard_size)
+
+    def samples(self, shard: int) -> range:
+        """Sample indices of ``shard``, in order."""
+        return range(self.first_sample(shard), self.first_sample(shard) + self.rows(shard))
+
+
 @dataclass
 class ShardEntry:
     """One complete shard: its file, counts and checksum."""
@@ -66,6 +92,11 @@ class Manifest:
             return cls(**data)
         except (ValueError, TypeError, KeyError) as e:
             raise ShardError(f"{path}: malformed manifest ({e})") from None
+
+    @property
+    def plan(self) -> ShardPlan:
+        """The shard plan the shards follow."""
+        return ShardPlan(self.num_samples, self.shard_size)
 
     @property
     def total_tokens(self) -> int:

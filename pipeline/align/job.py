@@ -39,7 +39,7 @@ def check_tokenizer(shards: ShardSet, tok, model: str) -> None:
 def check_plans(src: ShardSet, piv: ShardSet) -> None:
     """Source and pivot must share one shard plan; names the first shard that differs."""
     a, b = src.manifest, piv.manifest
-    if (a.num_samples, a.shard_size) != (b.num_samples, b.shard_size):
+    if a.plan != b.plan:
         raise AlignmentError(f"shard plans differ: {src.folder} has {a.num_samples} samples in shards of "
                              f"{a.shard_size}, {piv.folder} has {b.num_samples} in shards of {b.shard_size}")
     if a.plan_fingerprint == b.plan_fingerprint:

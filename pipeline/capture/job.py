@@ -22,7 +22,7 @@ from pipeline.modeling.load import (check_vocab, load_tokenizer, model_fingerpri
                                      template_fingerprint, tokenizer_fingerprint)
 from pipeline.ray_utils import unwrap_errors
 from schemas import logit_shard
-from schemas.manifest import Manifest
+from schemas.manifest import Manifest, ShardPlan
 
 
 def model_name(cfg: CaptureConfig) -> str:
@@ -61,8 +61,8 @@ def _codec(cfg: CaptureConfig, vocab: int) -> dict | None:
             "zstd_level": spec.zstd_level}
 
 
-def _plan_table(samples: list[Sample], shard_size: int, shards: list[int]) -> pa.Table:
-    idx = [i for s in shards for i in range(s * shard_size, min((s + 1) * shard_size, len(samples)))]
+def _plan_table(samples: list[Sample], plan: ShardPlan, shards: list[int]) -> pa.Table:
+    idx = [i for s in shards for i in plan.samples(s)]
     return pa.table({
         "sample_index": pa.array(idx, pa.int64()),
         "sample_id": [samples[i].id for i in idx],
@@ -104,8 +104,8 @@ def _capture(cfg: CaptureConfig) -> Manifest:
                                              versions], sort_keys=True).encode()).hexdigest()[:16]
     name, out = model_name(cfg), output_folder(cfg)
     writer = ShardSetWriter(out, fingerprint, describe, overwrite=cfg.overwrite)
-    n_shards = -(-len(samples) // cfg.shard_size)
-    missing = [i for i in range(n_shards) if writer.complete(i) is None]
+    plan = ShardPlan(len(samples), cfg.shard_size)
+    missing = [i for i in range(plan.num_shards) if writer.complete(i) is None]
     extra = {"model": name, "model_fingerprint": fps["model"], "tokenizer_fingerprint": fps["tokenizer"],
              "k": str(cfg.k), "dtype": dtype}
     if codec:
@@ -116,8 +116,8 @@ def _capture(cfg: CaptureConfig) -> Manifest:
         extra |= {"codec": "none"}
     schema = logit_shard.schema(extra)
     if missing:
-        _run_pipeline(cfg, samples, missing, writer, schema, codec, device, dtype)
-    counts, fwd = _counts(out, n_shards)
+        _run_pipeline(cfg, samples, plan, missing, writer, schema, codec, device, dtype)
+    counts, fwd = _counts(out, plan.num_shards)
     stats = {"padding_fraction": fwd["pad_tokens"] / max(fwd["pad_tokens"] + fwd["real_tokens"], 1),
              "forward_seconds": round(fwd["forward_seconds"], 3), "seconds": round(time.time() - t0, 3),
              "shards_computed": len(missing)}
@@ -147,7 +147,7 @@ def _counts(out: Path, n_shards: int) -> tuple[dict[str, int], dict[str, float]]
     return counts, stats
 
 
-def _run_pipeline(cfg, samples, missing, writer, schema, codec, device, dtype) -> None:
+def _run_pipeline(cfg, samples, plan, missing, writer, schema, codec, device, dtype) -> None:
     import ray
     from ray.data import ActorPoolStrategy
     from tqdm import tqdm
@@ -162,7 +162,7 @@ def _run_pipeline(cfg, samples, missing, writer, schema, codec, device, dtype) -
     quiet_ray_data(progress=False)
     # One block per shard, processed whole by every stage: a shard's micro-batches (and so every float in it)
     # do not depend on which other shards this run computes, so a resumed run equals an uninterrupted one.
-    ds = ray.data.from_arrow([_plan_table(samples, cfg.shard_size, [i]) for i in missing])
+    ds = ray.data.from_arrow([_plan_table(samples, plan, [i]) for i in missing])
     ds = ds.map_batches(tokenize_batch, batch_size=None, batch_format="pyarrow", num_cpus=0.5, fn_kwargs=dict(
         model=cfg.model, max_length=cfg.max_length, overlength=cfg.overlength, chat_template=cfg.chat_template,
         append_eos=cfg.append_eos, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code))
@@ -176,7 +176,7 @@ def _run_pipeline(cfg, samples, missing, writer, schema, codec, device, dtype) -
                         fn_kwargs=dict(codec=codec))
     pending: list[pa.Table] = []
     queue = list(missing)
-    want = _rows_in(queue[0], cfg.shard_size, len(samples))
+    want = plan.rows(queue[0])
     have = 0
     bar = tqdm(total=len(missing), desc=f"capture {writer.folder.name}", unit="shard", disable=not cfg.progress)
     for batch in unwrap_errors(ds.iter_batches(batch_format="pyarrow", batch_size=None)):
@@ -196,9 +196,5 @@ def _run_pipeline(cfg, samples, missing, writer, schema, codec, device, dtype) -
                 bar.update(1)
                 queue.pop(0)
                 pending, have = [], 0
-                want = _rows_in(queue[0], cfg.shard_size, len(samples)) if queue else 0
+                want = plan.rows(queue[0]) if queue else 0
     bar.close()
-
-
-def _rows_in(shard: int, size: int, n: int) -> int:
-    return min(size, n - shard * size)

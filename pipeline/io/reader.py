@@ -25,7 +25,7 @@ class ShardSet:
     def __init__(self, folder: str | Path):
         self.folder = resolve_shard_folder(folder)  # a plain folder unchanged; a published dataset's manifest folder
         self.manifest = m = Manifest.read(self.folder)
-        planned = -(-m.num_samples // m.shard_size) if m.shard_size > 0 else None
+        planned = m.plan.num_shards if m.shard_size > 0 else None
         if len(m.shards) != planned:  # a dropped or added entry would silently change what every reader sees
             raise ShardError(f"{self.folder / 'manifest.json'}: lists {len(m.shards)} shards, the plan of "
                              f"{m.num_samples} samples in shards of {m.shard_size} has {planned}")
@@ -115,9 +115,9 @@ def verify(folder: str | Path, checksums: bool = True) -> list[str]:
         except (pa.ArrowInvalid, OSError, SchemaError) as err:
             problems.append(f"{p}: {err}")
             continue
-        want = min(m.shard_size, m.num_samples - i * m.shard_size)
+        want, first = m.plan.rows(i), m.plan.first_sample(i)
         if rows != e.rows or rows != want:
             problems.append(f"{p}: {rows} rows, manifest says {e.rows}, plan says {want}")
-        if e.first_sample != i * m.shard_size:
-            problems.append(f"{p}: first sample {e.first_sample}, plan says {i * m.shard_size}")
+        if e.first_sample != first:
+            problems.append(f"{p}: first sample {e.first_sample}, plan says {first}")
     return problems

@@ -92,9 +92,8 @@ class ShardSetWriter:
 
     def finalize(self, manifest: Manifest) -> Manifest:
         """Check every planned shard is complete and write ``manifest.json`` (last)."""
-        n_shards = -(-manifest.num_samples // manifest.shard_size)
         entries = []
-        for i in range(n_shards):
+        for i in range(manifest.plan.num_shards):
             e = self.complete(i, verify=False)
             if e is None:
                 raise ShardError(f"{self.folder / shard_file(i)} is missing or incomplete; rerun the job")
