@@ -8,6 +8,7 @@ import sys
 from typing import Callable
 
 from pipeline.errors import LogitfuseError
+from pipeline.registry import JOBS
 
 
 def fields_help(config_cls) -> str:
@@ -20,11 +21,13 @@ def fields_help(config_cls) -> str:
     return "\n".join(lines)
 
 
-def main(description: str, config_cls, run: Callable, argv: list[str] | None = None, summary=None,
-         prog: str | None = None) -> int:
-    """Parse arguments, load and validate the config, run the job; exit 2 with a clear message on bad input.
-    ``prog``: the name in usage lines (``logitfuse capture``; default: the script's name)."""
-    p = argparse.ArgumentParser(prog=prog, description=description, epilog=fields_help(config_cls),
+def main(name: str, argv: list[str] | None = None, summary: Callable | None = None, prog: str | None = None) -> int:
+    """Parse arguments, load and validate the config of job ``name`` (:mod:`pipeline.registry`), run the job; exit
+    2 with a clear message on bad input. ``prog``: the name in usage lines (``logitfuse capture``; default: the
+    script's name)."""
+    job = JOBS[name]
+    config_cls = job.config_class()
+    p = argparse.ArgumentParser(prog=prog, description=job.description, epilog=fields_help(config_cls),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", nargs="?", help="YAML config file (optional when every field is given as key=value)")
     p.add_argument("overrides", nargs="*", help="key=value overrides")
@@ -34,7 +37,7 @@ def main(description: str, config_cls, run: Callable, argv: list[str] | None = N
         config, overrides = None, [config] + overrides
     try:
         cfg = config_cls.load(config, overrides)
-        result = run(cfg)
+        result = job.run_function()(cfg)
     except LogitfuseError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -8,8 +8,6 @@ from __future__ import annotations
 import sys
 
 from jobs._entry import main
-from pipeline.capture.config import CaptureConfig
-from pipeline.capture.job import run_capture
 
 
 def summary(m) -> None:
@@ -21,8 +19,7 @@ def summary(m) -> None:
 
 def cli(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Run the job from command-line arguments."""
-    return main("Capture top-k logit shards of one model over a prompt/response dataset.",
-                CaptureConfig, run_capture, argv=argv, summary=summary, prog=prog)
+    return main("capture", argv, summary, prog)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,6 @@ from __future__ import annotations
 import sys
 
 from jobs._entry import main
-from pipeline.align.config import AlignConfig
-from pipeline.align.job import run_align
 from pipeline.align.vocab_map import FAN_IN_PREFIX
 
 
@@ -27,8 +25,7 @@ def summary(manifests) -> None:
 
 def cli(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Run the job from command-line arguments."""
-    return main("Map source vocabularies onto the pivot's and align their logit shards to the pivot's positions.",
-                AlignConfig, run_align, argv=argv, summary=summary, prog=prog)
+    return main("align", argv, summary, prog)
 
 
 if __name__ == "__main__":

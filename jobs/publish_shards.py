@@ -9,8 +9,6 @@ from __future__ import annotations
 import sys
 
 from jobs._entry import main
-from pipeline.publish.config import PublishConfig
-from pipeline.publish.job import run_publish
 
 
 def summary(p) -> None:
@@ -23,8 +21,7 @@ def summary(p) -> None:
 
 def cli(argv: list[str] | None = None) -> int:
     """Run the job from command-line arguments."""
-    return main("Publish logit/aligned shard sets as a Hugging Face Hub dataset repo.", PublishConfig, run_publish,
-                argv=argv, summary=summary)
+    return main("publish", argv, summary)
 
 
 if __name__ == "__main__":

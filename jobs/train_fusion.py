@@ -9,8 +9,6 @@ from __future__ import annotations
 import sys
 
 from jobs._entry import main
-from pipeline.train.config import TrainConfig
-from pipeline.train.job import run_train
 
 
 def summary(result: dict) -> None:
@@ -21,8 +19,7 @@ def summary(result: dict) -> None:
 
 def cli(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Run the job from command-line arguments."""
-    return main("Fuse aligned source logits into the pivot with SFT + ULD + GLD on Ray Train.",
-                TrainConfig, run_train, argv=argv, summary=summary, prog=prog)
+    return main("train", argv, summary, prog)
 
 
 if __name__ == "__main__":

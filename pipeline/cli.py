@@ -6,17 +6,16 @@ import argparse
 import importlib
 import sys
 
-from pipeline.io.fs import redact
 from pipeline.errors import LogitfuseError
+from pipeline.io.fs import redact
+from pipeline.registry import CONFIG_COMMANDS, JOBS
 
 COMMANDS = {
-    "capture": ("Capture top-k logit shards of one model (Ray Data job).", "pipeline.commands.jobs"),
-    "align": ("Map a source vocabulary onto the pivot's and align its shards (Ray job).", "pipeline.commands.jobs"),
-    "train": ("Fuse sources into the pivot with SFT + ULD + GLD (Ray Train job).", "pipeline.commands.jobs"),
+    **{name: (JOBS[name].description, "pipeline.commands.jobs") for name in CONFIG_COMMANDS},
     "inspect": ("Summarise a shard folder: samples, tokens, bytes/token, agreement, entropy; PNG histogram.",
                 "pipeline.commands.inspect"),
     "validate": ("Check a shard folder: schema, manifest, checksums, row counts.", "pipeline.commands.validate"),
-    "publish": ("Stage shard sets as a Hugging Face dataset repo and upload it.", "pipeline.commands.publish"),
+    "publish": (JOBS["publish"].description, "pipeline.commands.publish"),
     "submit": ("Submit a job to a Ray cluster through the Ray Jobs API.", "pipeline.commands.submit"),
     "status": ("Status of a submitted job.", "pipeline.commands.submit"),
     "logs": ("Logs of a submitted job.", "pipeline.commands.submit"),
@@ -53,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``logitfuse`` script."""
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    if argv and argv[0] in ("capture", "align", "train"):  # the job parses its own CONFIG key=value list
+    if argv and argv[0] in CONFIG_COMMANDS:  # the job parses its own CONFIG key=value list
         from pipeline.commands.jobs import run_job
 
         return run_job(argv[0], argv[1:])

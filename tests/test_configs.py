@@ -4,22 +4,28 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.align.config import AlignConfig
 from pipeline.capture.config import CaptureConfig
 from pipeline.config import parse_overrides
 from pipeline.errors import ConfigError
-from pipeline.publish.config import PublishConfig
+from pipeline.registry import JOBS
 from pipeline.train.config import TrainConfig
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "jobs" / "configs").glob("*.yaml"))
-CLASSES = {"capture": CaptureConfig, "align": AlignConfig, "train": TrainConfig, "publish": PublishConfig}
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "jobs" / "configs").glob("*.yaml"))
 
 
 def config_class(path: Path):
     prefix = path.stem.split("_")[0]
-    if prefix not in CLASSES:
+    if prefix not in JOBS:
         pytest.skip(f"{path.name} belongs to another command")
-    return CLASSES[prefix]
+    return JOBS[prefix].config_class()
+
+
+@pytest.mark.parametrize("name", sorted(JOBS))
+def test_every_job_names_its_config_run_function_entry_and_example(name):
+    job = JOBS[name]
+    assert callable(job.run_function()) and job.config_class().load(ROOT / job.example_config).to_dict()
+    assert (ROOT / (job.entry.replace(".", "/") + ".py")).is_file()
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])

@@ -8,7 +8,6 @@ inline: its keys become ``key=value`` overrides on the entrypoint, ahead of the 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import shlex
 import subprocess
@@ -18,12 +17,8 @@ import yaml
 
 from pipeline.config import JobConfig
 from pipeline.errors import ConfigError, SubmitError
+from pipeline.registry import JOBS
 
-JOBS = {"capture": "jobs.capture_logits", "align": "jobs.map_vocab", "train": "jobs.train_fusion",
-        "publish": "jobs.publish_shards"}
-# config classes importable without the job's heavy imports (torch…); other jobs: found in their entry module
-CONFIGS = {"capture": "pipeline.capture.config.CaptureConfig", "align": "pipeline.align.config.AlignConfig",
-           "train": "pipeline.train.config.TrainConfig", "publish": "pipeline.publish.config.PublishConfig"}
 # outputs, environments and caches stay home: jobs read and write shared storage, not the package
 EXCLUDES = [".git", ".venv", "venv", "runs", ".cache", "__pycache__", "*.egg-info", ".pytest_cache", ".ruff_cache",
             "build"]
@@ -38,26 +33,20 @@ def job_module(job: str) -> str:
     """``jobs.<module>`` of a job name; SubmitError naming the known jobs."""
     if job not in JOBS:
         raise SubmitError(f"unknown job {job!r}; one of: {', '.join(JOBS)}")
-    return JOBS[job]
+    return JOBS[job].entry
 
 
 def config_class(job: str) -> type[JobConfig]:
     """The job's config class (validates the config here, before anything is sent)."""
-    name = job_module(job)
-    if job in CONFIGS:
-        module, cls = CONFIGS[job].rsplit(".", 1)
-        return getattr(importlib.import_module(module), cls)
+    job_module(job)
+    module = JOBS[job].config.split(":")[0]
     try:
-        mod = importlib.import_module(name)
+        return JOBS[job].config_class()
     except ModuleNotFoundError as e:
-        if e.name and name.startswith(e.name):
-            raise SubmitError(f"job {job!r}: {name} is not in this checkout, so the cluster would not have it "
+        if e.name and module.startswith(e.name):
+            raise SubmitError(f"job {job!r}: {module} is not in this checkout, so the cluster would not have it "
                               f"either") from None
         raise
-    found = {v for v in vars(mod).values() if isinstance(v, type) and issubclass(v, JobConfig) and v is not JobConfig}
-    if len(found) != 1:
-        raise SubmitError(f"{name} does not name exactly one JobConfig class")
-    return found.pop()
 
 
 def load_config(job: str, config: str | None, overrides: list[str]) -> JobConfig:

@@ -1,22 +1,23 @@
-"""``logitfuse capture|align|train CONFIG [key=value …]``: the same entry points as ``python -m jobs.<job>``."""
+"""``logitfuse capture|align|train CONFIG [key=value …]``: the same entry points as ``python -m jobs.<job>``
+(:data:`pipeline.registry.JOBS`)."""
 
 from __future__ import annotations
 
 import importlib
 
-JOB_MODULES = {"capture": "jobs.capture_logits", "align": "jobs.map_vocab", "train": "jobs.train_fusion"}
+from pipeline.registry import JOBS
 
 
 def add_arguments(p, name: str) -> None:
     """CONFIG and key=value overrides (parsed by the job itself)."""
-    p.add_argument("config", nargs="?", help="YAML config (see jobs/configs/)")
+    p.add_argument("config", nargs="?", help=f"YAML config (e.g. {JOBS[name].example_config})")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. k=20 codec=quantized")
     p.set_defaults(_job=name)
 
 
 def run_job(name: str, argv: list[str]) -> int:
     """Run job ``name`` with its own argument parsing."""
-    mod = importlib.import_module(JOB_MODULES[name])
+    mod = importlib.import_module(JOBS[name].entry)
     return mod.cli(argv, prog=f"logitfuse {name}")
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipeline.cluster.auth import DEFAULT_TIMEOUT
-from pipeline.cluster.runtime import JOBS
+from pipeline.registry import JOBS
 
 
 def add_arguments(p, name: str) -> None:

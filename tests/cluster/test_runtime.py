@@ -13,6 +13,7 @@ from pipeline.cli import main
 from pipeline.cluster import auth, runtime
 from pipeline.cluster.submit import Cluster, submit
 from pipeline.errors import ConfigError, SubmitError
+from pipeline.registry import JOBS, Job
 
 ROOT = runtime.project_root()
 CAPTURE = {"input": "/data/prompts.jsonl", "output": "/shared/runs", "model": "tiny:tiny-gpt2-bpe", "k": 8,
@@ -32,7 +33,7 @@ def test_a_config_outside_the_project_travels_inline_and_loads_back_equal(tmp_pa
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(data))
     command = runtime.entrypoint(job, str(path), ["k=9"] if job == "capture" else [])
-    assert command.startswith(f"python -m {runtime.JOBS[job]} ")
+    assert command.startswith(f"python -m {JOBS[job].entry} ")
     want = cls.load(path, ["k=9"] if job == "capture" else [])
     assert cls.load(None, _args(command)) == want  # what the cluster parses is what was validated here
 
@@ -68,7 +69,8 @@ def test_unknown_job_bad_config_and_missing_job_module(tmp_path, monkeypatch, ca
         submit("fuse", None, [], cluster=Cluster(None, "x"))
     with pytest.raises(ConfigError, match="unknown config key 'topk'"):  # refused here, before any network
         submit("capture", None, ["input=a", "output=b", "model=c", "topk=3"], address="http://127.0.0.1:1")
-    monkeypatch.setitem(runtime.JOBS, "ghost", "jobs.ghost_job")
+    monkeypatch.setitem(JOBS, "ghost", Job("ghost", "A job not in this checkout.", "jobs.ghost_job:GhostConfig",
+                                           "jobs.ghost_job:run", "jobs.ghost_job", "jobs/configs/ghost.yaml"))
     with pytest.raises(SubmitError, match="jobs.ghost_job is not in this checkout"):
         runtime.config_class("ghost")
 
@@ -180,5 +182,5 @@ def test_every_shipped_config_submits_by_path(path):
     job = {"capture": "capture", "align": "align", "train": "train", "publish": "publish"}[path.stem.split("_")[0]]
     cfg = runtime.load_config(job, str(path), [])
     rel = path.relative_to(ROOT)
-    assert runtime.entrypoint(job, str(path), ["a=1"]) == f"python -m {runtime.JOBS[job]} {rel} a=1"
+    assert runtime.entrypoint(job, str(path), ["a=1"]) == f"python -m {JOBS[job].entry} {rel} a=1"
     assert runtime.submission_id(job, cfg).startswith(f"logitfuse-{job}-")
