@@ -18,12 +18,13 @@ def add_arguments(p, name: str) -> None:
 def run(args) -> int:
     """Validate, stage, upload; print where the dataset went."""
     from jobs.publish_shards import summary
-    from pipeline.publish.config import PublishConfig
-    from pipeline.publish.job import run_publish
+    from pipeline.registry import JOBS
 
-    cfg = PublishConfig(input=args.dir, repo_id=args.repo_id, private=args.private, revision=args.revision,
-                        stage_only=args.stage_only, overwrite=args.overwrite, license=args.license,
-                        checksums=not args.no_checksums)
+    job = JOBS["publish"]
+    config_cls = job.config_class()
+    cfg = config_cls(input=args.dir, repo_id=args.repo_id, private=args.private, revision=args.revision,
+                     stage_only=args.stage_only, overwrite=args.overwrite, license=args.license,
+                     checksums=not args.no_checksums)
     cfg.validate()
-    summary(run_publish(cfg))
+    summary(job.run_function()(cfg))
     return 0
