@@ -26,8 +26,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from pipeline.bench import tasks
 from pipeline.bench.evaluate import ENCODING, encode_example
-from pipeline.capture.topk import token_budget_batches
 from pipeline.errors import ConfigError
+from pipeline.modeling.batching import token_budget_batches
 from pipeline.tiny.models import TinySpec, build, cache_root
 
 META = "logitfuse_bench.json"

@@ -12,8 +12,8 @@ from typing import Callable, Sequence, TypeVar
 
 import torch
 
-from pipeline.capture.batching import token_budget_batches
 from pipeline.errors import CaptureError
+from pipeline.modeling.batching import token_budget_batches
 
 R = TypeVar("R")
 

@@ -14,8 +14,8 @@ from typing import Sequence
 
 import torch
 
-from pipeline.capture.batching import token_budget_batches
 from pipeline.capture.oom import with_oom_retry
+from pipeline.modeling.batching import token_budget_batches
 from pipeline.modeling.logit_transform import LogitTransform, logit_transform
 
 __all__ = ["forward_topk", "token_budget_batches", "topk_logprobs"]

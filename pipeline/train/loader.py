@@ -17,8 +17,8 @@ import threading
 from dataclasses import dataclass
 from typing import Iterator
 
-from pipeline.capture.topk import token_budget_batches
 from pipeline.errors import TrainError
+from pipeline.modeling.batching import token_budget_batches
 from pipeline.train.data import Batch, FusionData, collate
 
 
