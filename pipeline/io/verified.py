@@ -2,7 +2,8 @@
 
 The hash is streamed (1 MiB blocks, never the whole file in memory) and done once per file per process: a file that
 passed is remembered by (path, size, mtime_ns, inode, expected sha256) locally, by (url, size, mtime, expected
-sha256) on an object store (where rewriting an object changes its modification time), so a process that opens the
+sha256) on an object store (where rewriting an object changes its modification time; S3's has 1 s resolution, so
+a same-size rewrite within the second of the check is seen by the next process, not this one), so a process that opens the
 same shard many times (a training worker over several epochs, align's cooc pass then its tasks) hashes it once. Any
 write to the file changes its mtime or inode, which drops it from the cache. The cost is one sequential read of
 each shard, measured against decoding it in ``tests/benchmarks/bench_verify.py``.
