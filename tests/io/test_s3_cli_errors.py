@@ -56,3 +56,22 @@ def test_validate_and_inspect_name_a_missing_bucket_and_a_missing_manifest(bucke
     assert f"INVALID {bucket}/nothing-here: no manifest.json" in capsys.readouterr().out
     assert main(["inspect", f"{bucket}/nothing-here"]) != 0
     assert f"{bucket}/nothing-here: no manifest.json" in _one_error(capsys)
+
+
+def test_capture_inputs_read_from_s3_equal_local(bucket, tiny_jsonl, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.capture.inputs import load_samples
+    from pipeline.errors import InputError
+
+    local = load_samples(tiny_jsonl)
+    lfs.location(f"{bucket}/in/data.jsonl").put(open(tiny_jsonl, "rb").read())
+    assert load_samples(f"{bucket}/in/data.jsonl") == local
+    table = pa.Table.from_pylist([{"id": s.id, "prompt": s.messages[0][1], "response": s.response} for s in local])
+    for i, half in enumerate((table.slice(0, 30), table.slice(30))):
+        pq.write_table(half, tmp_path / f"{i}.parquet")
+        lfs.location(f"{bucket}/in/pq/part-{i}.parquet").put((tmp_path / f"{i}.parquet").read_bytes())
+    assert load_samples(f"{bucket}/in/pq") == local
+    with pytest.raises(InputError, match=rf"{bucket}/in/none: no such input"):
+        load_samples(f"{bucket}/in/none")
