@@ -2,9 +2,10 @@
 
 - Local: write to a temporary name in the same folder, fsync, then rename over the target (and fsync the folder).
 - Object store (s3, gs): there is no rename. The bytes are built in memory first (a Parquet file is serialised into a
-  ``pa.BufferOutputStream``) and sent as one object, which the store publishes all or nothing. A table is never
-  streamed to the store: a pyarrow output stream that is closed after an exception completes the upload with what
-  it had, publishing a partial object. Its size is checked after the write for the same reason.
+  ``pa.BufferOutputStream``) and sent as one object, which the store publishes all or nothing (on s3 one
+  ``PutObject``). A table is never streamed to the store: a pyarrow output stream that is closed after an exception
+  completes the upload with what it had, publishing a partial object. Where pyarrow's stream still carries the
+  bytes (gs, objects over 5 GiB on s3) the stored size is checked after the write for the same reason.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.errors import StorageError, WriteError
-from pipeline.io.fs import Location, location, storage_errors
+from pipeline.io.fs import S3_PUT_MAX, Location, location, storage_errors
 
 TMP_PREFIX = ".tmp-"  # readers never list the folder; the prefix also keeps tools like `datasets` away
 
@@ -54,8 +55,10 @@ def _cleanup(tmp: Path, path: Path):
 
 
 def put_object(loc: Location, data: bytes) -> None:
-    """``data`` as the object ``loc`` in one write (all or nothing), its size checked afterwards."""
+    """``data`` as the object ``loc`` in one write (all or nothing)."""
     loc.put(data)
+    if loc.scheme == "s3" and len(data) <= S3_PUT_MAX:
+        return  # one PutObject: stored whole or not at all
     size = loc.size()
     if size != len(data):  # cannot happen for a completed PUT; refuse rather than let a record vouch for it
         loc.delete()

@@ -30,6 +30,7 @@ import pyarrow.fs as pafs
 from pipeline.errors import StorageError
 
 OBJECT_SCHEMES = ("s3", "gs")
+S3_PUT_MAX = 5 << 30  # the largest object one S3 PutObject may carry
 _SECRET_QUERY = re.compile(r"(?i)([?&](?:access_key|secret_key|session_token|token|sig|signature|x-amz-[a-z-]+)=)[^&\s]*")
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s'\"]*@")
 
@@ -130,7 +131,19 @@ class Location:
 
     def put(self, data: bytes) -> None:
         """Write ``data`` as this object in one request (all or nothing on an object store). Local callers want
-        :func:`pipeline.io.atomic.write_bytes` instead (tmp, fsync, rename)."""
+        :func:`pipeline.io.atomic.write_bytes` instead (tmp, fsync, rename).
+
+        On s3 this is one ``PutObject`` (boto3; up to 5 GiB): a failed request publishes nothing. pyarrow's output
+        stream would upload parts and, closed after an error, complete the object with the parts it had."""
+        if self.scheme == "s3" and len(data) <= S3_PUT_MAX:
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            bucket, _, key = self.path.partition("/")
+            try:
+                s3_client(self).put_object(Bucket=bucket, Key=key, Body=data)
+            except (BotoCoreError, ClientError) as e:
+                raise StorageError(f"{redact(self.url)}: {explain(e)}") from None
+            return
         with storage_errors(self), self.fs.open_output_stream(self.path) as f:
             f.write(data)
 
@@ -186,6 +199,10 @@ def explain(err: BaseException) -> str:
         cause = "the storage endpoint cannot be reached (check AWS_ENDPOINT_URL / endpoint_override and the network)"
     elif isinstance(err, PermissionError) or "permission denied" in low or "read-only" in low:
         cause = "permission denied"
+    elif isinstance(err, NotADirectoryError) or "not a directory" in low:
+        cause = "a file is where a folder should be"
+    elif "no space left" in low:
+        cause = "the disk is full"
     else:
         cause = "storage error"
     return f"{cause} ({text.strip().splitlines()[0] if text.strip() else type(err).__name__})"
