@@ -47,7 +47,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_capture_s3-"))
     data = work / "data.jsonl"
     write_data(data, args.samples)
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)  # a cluster outlives jobs
+    # address="local": a fresh instance even when another `ray start` cluster runs on this machine
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     times: dict[str, list[float]] = {"local": [], "s3": []}
     manifests = {}
     try:
