@@ -138,7 +138,7 @@ class Location:
         if self.scheme == "s3" and len(data) <= S3_PUT_MAX:
             from botocore.exceptions import BotoCoreError, ClientError
 
-            bucket, _, key = self.path.partition("/")
+            bucket, key = bucket_key(self)
             try:
                 s3_client(self).put_object(Bucket=bucket, Key=key, Body=data)
             except (BotoCoreError, ClientError) as e:
