@@ -18,8 +18,8 @@ def _topk_stats(shards: ShardSet) -> tuple[np.ndarray, np.ndarray, int]:
         return np.zeros(0), np.zeros(0), 0
     for i in range(len(shards)):
         path = shards.path(i)  # verified against the manifest
-        frame = pl.read_parquet(path, columns=["sample_id", "input_ids", "response_start", "n_positions",
-                                               "topk_ids", "topk_logprobs"])
+        frame = pl.from_arrow(shards.read(i, columns=["sample_id", "input_ids", "response_start", "n_positions",
+                                                      "topk_ids", "topk_logprobs"]))
         for row in frame.iter_rows(named=True):
             if row["n_positions"] == 0:
                 continue
@@ -33,7 +33,7 @@ def _topk_stats(shards: ShardSet) -> tuple[np.ndarray, np.ndarray, int]:
     return (np.concatenate(top1) if top1 else np.zeros(0)), (np.concatenate(ent) if ent else np.zeros(0)), hits
 
 
-def summarize(folder: str | Path) -> dict:
+def summarize(folder: str | Path) -> dict:  # a local folder, s3://, gs:// or hf://datasets/…
     """Samples, tokens, bytes/token, padding, truncation, top-1 agreement and entropy summary."""
     shards = ShardSet(folder)
     if shards.manifest.kind == "aligned":
@@ -41,7 +41,7 @@ def summarize(folder: str | Path) -> dict:
 
         return summarize_aligned(shards)
     m = shards.manifest
-    frame = pl.concat([pl.read_parquet(shards.path(i), columns=["status", "n_positions", "input_ids"])
+    frame = pl.concat([pl.from_arrow(shards.read(i, columns=["status", "n_positions", "input_ids"]))
                        for i in range(len(shards))])
     tokens = int(frame["n_positions"].sum())
     top1, ent, hits = _topk_stats(shards)
@@ -83,3 +83,20 @@ def plot(summary: dict, path: str | Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+def save_plot(summary: dict, target: str | Path) -> str:
+    """:func:`plot` to ``target``, a local path or an object-store URL (rendered to a local file, then put as one
+    object); returns where it went."""
+    import tempfile
+
+    from pipeline.io.atomic import write_bytes
+    from pipeline.io.fs import location
+
+    loc = location(target)
+    if loc.local:
+        return str(plot(summary, loc.path))
+    with tempfile.TemporaryDirectory() as tmp:
+        local = plot(summary, Path(tmp) / loc.name)
+        write_bytes(loc, local.read_bytes())
+    return loc.url

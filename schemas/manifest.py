@@ -84,14 +84,19 @@ class Manifest:
         if not path.is_file():
             raise ShardError(f"{folder}: no manifest.json (the job that writes it has not finished, "
                              f"or this is not a shard folder)")
+        return cls.parse(path.read_text(), where=str(path))
+
+    @classmethod
+    def parse(cls, text: str, where: str) -> "Manifest":
+        """A manifest from its JSON text (read from any filesystem); ``where`` names it in errors."""
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(text)
             if data.get("manifest_version") != VERSION:
-                raise ShardError(f"{path}: manifest version {data.get('manifest_version')!r} is not supported")
+                raise ShardError(f"{where}: manifest version {data.get('manifest_version')!r} is not supported")
             data["shards"] = [ShardEntry(**s) for s in data["shards"]]
             return cls(**data)
-        except (ValueError, TypeError, KeyError) as e:
-            raise ShardError(f"{path}: malformed manifest ({e})") from None
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            raise ShardError(f"{where}: malformed manifest ({e})") from None
 
     @property
     def plan(self) -> ShardPlan:

@@ -6,7 +6,6 @@ import hashlib
 import json
 from collections import Counter
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 
@@ -15,6 +14,7 @@ from pipeline.align.vocab_map import (build_vocab_map, check_map_matches, fan_in
                                       read_vocab_map, summarize, write_vocab_map)
 from pipeline.config import local_path
 from pipeline.errors import AlignmentError, SchemaError, ShardError
+from pipeline.io.fs import Location, check_bucket, is_url, location
 from pipeline.io.lock import folder_lock
 from pipeline.io.reader import ShardSet
 from pipeline.io.writer import ShardSetWriter
@@ -72,9 +72,10 @@ def _cooc(src: ShardSet, piv: ShardSet, limit: int) -> Counter:
     return counts
 
 
-def vocab_map_for(cfg: AlignConfig, spec: SourceSpec, src: ShardSet, piv: ShardSet, src_tok, piv_tok, out: Path):
+def vocab_map_for(cfg: AlignConfig, spec: SourceSpec, src: ShardSet, piv: ShardSet, src_tok, piv_tok,
+                  out: Location):
     """The source→pivot map: given, reused from ``out``, or built (exact, edit distance, co-occurrence)."""
-    path = Path(spec.vocab_map) if spec.vocab_map else out / "vocab_map.parquet"
+    path = location(spec.vocab_map) if spec.vocab_map else out / "vocab_map.parquet"
     if path.exists():
         table = read_vocab_map(path)
         check_map_matches(table, src_tok, piv_tok)
@@ -137,18 +138,21 @@ def flags_meta(k: int, src: ShardSet, piv: ShardSet) -> dict[str, str]:
 def run_align(cfg: AlignConfig) -> dict[str, Manifest]:
     """Align every source of ``cfg`` onto the pivot; resumable per shard."""
     cfg.pivot, cfg.pivot_model = local_path(cfg.pivot), local_path(cfg.pivot_model)
-    cfg.output = str(Path(cfg.output).resolve())  # to be created: never a Hub id
+    cfg.output = location(cfg.output).url  # to be created: never a Hub id; a local one made absolute
     for s in cfg.sources:
         s.shards, s.model, s.vocab_map = local_path(s.shards), local_path(s.model), local_path(s.vocab_map)
+    for spec in [cfg.pivot, cfg.output, *(x for s in cfg.sources for x in (s.shards, s.vocab_map) if x)]:
+        if is_url(spec) and not spec.startswith("hf://"):  # one clear error per store, before any work
+            check_bucket(location(spec))
     piv = ShardSet(cfg.pivot)
     piv_tok = load_tokenizer(cfg.pivot_model)
     check_tokenizer(piv, piv_tok, cfg.pivot_model)
     return {m.name: m for m in (_locked_align(cfg, spec, piv, piv_tok) for spec in cfg.sources)}
 
 
-def output_folder(cfg: AlignConfig, spec: SourceSpec, src: ShardSet) -> Path:
-    """Where the aligned shards of source ``spec`` go."""
-    return Path(cfg.output) / "aligned" / (spec.name or src.manifest.name)
+def output_folder(cfg: AlignConfig, spec: SourceSpec, src: ShardSet) -> Location:
+    """Where the aligned shards of source ``spec`` go (a local folder or an object-store prefix)."""
+    return location(cfg.output) / "aligned" / (spec.name or src.manifest.name)
 
 
 def _locked_align(cfg: AlignConfig, spec: SourceSpec, piv: ShardSet, piv_tok) -> Manifest:
@@ -217,13 +221,13 @@ def _align_source(cfg: AlignConfig, spec: SourceSpec, piv: ShardSet, piv_tok) ->
     return writer.finalize(manifest)
 
 
-def _save_counts(out: Path, index: int, counts: dict) -> None:
+def _save_counts(out: Location, index: int, counts: dict) -> None:
     from pipeline.io.atomic import write_text
 
     write_text(out / "_progress" / f"counts-{index:05d}.json", json.dumps(counts))
 
 
-def _load_counts(out: Path, n: int) -> dict[str, int]:
+def _load_counts(out: Location, n: int) -> dict[str, int]:
     total: Counter = Counter()
     for i in range(n):
         total.update(json.loads((out / "_progress" / f"counts-{i:05d}.json").read_text()))

@@ -39,7 +39,7 @@ def summarize_aligned(shards: ShardSet) -> dict:
     k = int(m.codec.get("k", 0))
     per_sample, rank_mass, mapped_mass, nan_target, samples, skipped = [], [], [], 0, 0, 0
     for i in range(len(shards)):
-        t = pq.read_table(shards.path(i), columns=COLUMNS)
+        t = shards.read(i, COLUMNS)  # verified; local or object store
         n, a = t.column("n_positions").to_numpy(), t.column("n_aligned").to_numpy()
         samples += t.num_rows
         skipped += int(np.sum(np.asarray(t.column("status").to_pylist()) == "skipped"))

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from pipeline.align.nearest import candidates
 from pipeline.errors import AlignmentError, SchemaError
 from pipeline.io.atomic import write_parquet
+from pipeline.io.fs import Location, location
 from pipeline.modeling.canonical import ROLES, CanonicalVocab, canonicalize, tokenizer_fingerprint
 from schemas import vocab_map as schema_mod
 from schemas.vocab_map import METHODS
@@ -189,16 +190,18 @@ def validate_table(table: pa.Table) -> None:
         raise SchemaError("vocab_map pivot_id must be -1 exactly on rows whose method is 'none'")
 
 
-def write_vocab_map(table: pa.Table, path: str | Path) -> None:
-    """Validate ``table`` and write it to ``path`` atomically (temporary name, then ``os.replace``)."""
+def write_vocab_map(table: pa.Table, path: str | Path | Location) -> None:
+    """Validate ``table`` and write it to ``path`` atomically (temporary name then ``os.replace``; one object PUT on
+    an object store)."""
     validate_table(table)
     write_parquet(path, table)
 
 
-def read_vocab_map(path: str | Path) -> pa.Table:
-    """Read and validate a map written by :func:`write_vocab_map`."""
+def read_vocab_map(path: str | Path | Location) -> pa.Table:
+    """Read and validate a map written by :func:`write_vocab_map` (a local path or an object-store URL)."""
+    loc = location(path)
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(loc.path, filesystem=loc.fs)
     except (OSError, pa.ArrowInvalid) as e:
         raise SchemaError(f"{path}: not a readable vocab_map parquet file ({e})") from None
     try:

@@ -91,18 +91,22 @@ def to_sample(rec: dict, where: str) -> Sample:
 
 def _jsonl(path: Path) -> Iterator[tuple[str, dict]]:
     with open(path, "rb") as f:
-        for n, raw in enumerate(f, 1):
-            where = f"{path}:{n}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise InputError(f"{where}: invalid UTF-8 at byte {e.start}") from None
-            if not line.strip():
-                continue
-            try:
-                yield where, json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{where}: invalid JSON ({e.msg})") from None
+        yield from _jsonl_lines(f, str(path))
+
+
+def _jsonl_lines(f, path: str) -> Iterator[tuple[str, dict]]:
+    for n, raw in enumerate(f, 1):
+        where = f"{path}:{n}"
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InputError(f"{where}: invalid UTF-8 at byte {e.start}") from None
+        if not line.strip():
+            continue
+        try:
+            yield where, json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{where}: invalid JSON ({e.msg})") from None
 
 
 def _parquet(path: Path) -> Iterator[tuple[str, dict]]:
@@ -137,8 +141,39 @@ def _hf(spec: str) -> Iterator[tuple[str, dict]]:
         yield f"{spec} row {n}", rec
 
 
+def _object_store(spec: str) -> Iterator[tuple[str, dict]]:
+    """A .jsonl / .parquet object, or a prefix of .parquet objects, on s3:// or gs:// (read through pyarrow.fs in
+    this process, which resolves the URL itself: no credential travels)."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from pipeline.io.fs import location
+
+    loc = location(spec)
+    if loc.is_file() and loc.name.endswith((".jsonl", ".json")):
+        return _jsonl_lines(io.BytesIO(loc.read_bytes()), loc.url)
+    files = [loc] if loc.is_file() else sorted(
+        (loc / e.path[len(loc.path) + 1:] for e in loc.list(recursive=True)
+         if e.is_file and e.base_name.endswith(".parquet")), key=lambda f: f.path)
+    if not files or not all(f.name.endswith(".parquet") for f in files):
+        raise InputError(f"{spec}: no such input (expected a .jsonl/.parquet object or a prefix of .parquet objects)")
+
+    def rows():
+        for f in files:
+            try:
+                table = pq.read_table(f.path, filesystem=f.fs)
+            except Exception as e:  # pyarrow raises several types for a bad file
+                raise InputError(f"{f}: not a readable Parquet file ({e})") from None
+            for n, rec in enumerate(table.to_pylist()):
+                yield f"{f} row {n}", rec
+    return rows()
+
+
 def iter_records(spec: str) -> Iterator[tuple[str, dict]]:
     """Raw records with a location string, from any supported input."""
+    if "://" in spec and spec.split("://", 1)[0] in ("s3", "gs", "gcs"):
+        return _object_store(spec)
     path = Path(spec)
     if path.is_file() and path.suffix in {".jsonl", ".json"}:
         return _jsonl(path)

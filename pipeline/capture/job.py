@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -16,6 +15,7 @@ from pipeline.capture.model import resolve_device, resolve_dtype
 from pipeline.config import local_path
 from pipeline.errors import ConfigError, ModelLoadError
 from pipeline.io.atomic import write_text
+from pipeline.io.fs import Location, check_bucket, is_url, location
 from pipeline.io.lock import folder_lock
 from pipeline.io.writer import ShardSetWriter, shard_file
 from pipeline.modeling.load import (check_vocab, load_tokenizer, model_fingerprint, resolve_model_path,
@@ -70,16 +70,19 @@ def _plan_table(samples: list[Sample], plan: ShardPlan, shards: list[int]) -> pa
     })
 
 
-def output_folder(cfg: CaptureConfig) -> Path:
-    """Where this model's shards go."""
-    return Path(cfg.output) / model_name(cfg)
+def output_folder(cfg: CaptureConfig) -> Location:
+    """Where this model's shards go (a local folder or an object-store prefix)."""
+    return location(cfg.output) / model_name(cfg)
 
 
 def run_capture(cfg: CaptureConfig) -> Manifest:
     """Capture ``cfg.model`` over ``cfg.input``; resumes, and refuses a folder of another configuration or one
     another live capture is writing."""
     cfg.input, cfg.model = local_path(cfg.input), local_path(cfg.model)
-    cfg.output = str(Path(cfg.output).resolve())  # to be created: never a Hub id
+    cfg.output = location(cfg.output).url  # to be created: never a Hub id; a local one made absolute
+    for spec in (cfg.input, cfg.output):  # one clear error for credentials, bucket or endpoint, before any work
+        if is_url(spec) and not spec.startswith("hf://"):
+            check_bucket(location(spec))
     with folder_lock(output_folder(cfg), "capture", cfg.fingerprint(list(CaptureConfig.OUTPUT_KEYS))):
         return _capture(cfg)
 
@@ -129,14 +132,15 @@ def _capture(cfg: CaptureConfig) -> Manifest:
     return writer.finalize(manifest)
 
 
-def _counts(out: Path, n_shards: int) -> tuple[dict[str, int], dict[str, float]]:
+def _counts(out: Location, n_shards: int) -> tuple[dict[str, int], dict[str, float]]:
     """Status counts read from the shards, and forward statistics summed over every shard's stats file."""
     import pyarrow.parquet as pq
 
     counts = {"truncated": 0, "skipped": 0, "samples": 0}
     stats = {"pad_tokens": 0, "real_tokens": 0, "forward_seconds": 0.0}
     for i in range(n_shards):
-        status = pq.read_table(out / shard_file(i), columns=["status"]).column("status")
+        part = out / shard_file(i)
+        status = pq.read_table(part.path, filesystem=part.fs, columns=["status"]).column("status")
         counts["truncated"] += pc.sum(pc.equal(status, "truncated")).as_py() or 0
         counts["skipped"] += pc.sum(pc.equal(status, "skipped")).as_py() or 0
         counts["samples"] += len(status)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
@@ -30,6 +30,7 @@ import pyarrow.fs as pafs
 from pipeline.errors import StorageError
 
 OBJECT_SCHEMES = ("s3", "gs")
+S3_PUT_MAX = 5 << 30  # the largest object one S3 PutObject may carry
 _SECRET_QUERY = re.compile(r"(?i)([?&](?:access_key|secret_key|session_token|token|sig|signature|x-amz-[a-z-]+)=)[^&\s]*")
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s'\"]*@")
 
@@ -54,15 +55,21 @@ class Location:
     fs: pafs.FileSystem
     path: str
     url: str
+    options: tuple = field(default=(), compare=False, repr=False)  # endpoint/region the fs was built with
 
     def __str__(self) -> str:
         return self.url
+
+    def __fspath__(self) -> str:
+        """The local path, so a local Location works wherever a path does (``open``, ``pq.read_table``, polars);
+        StorageError for an object-store location, whose callers must go through ``fs`` / :meth:`open_input`."""
+        return str(self.as_path())
 
     def __truediv__(self, name: str) -> "Location":
         path = posixpath.normpath(posixpath.join(self.path, name))  # manifests may name ../../data/… files
         url = (posixpath.normpath(posixpath.join(self.url, name)) if self.local
                else f"{self.scheme}://{path}")
-        return Location(self.fs, path, url)
+        return Location(self.fs, path, url, self.options)
 
     @property
     def scheme(self) -> str:
@@ -124,7 +131,19 @@ class Location:
 
     def put(self, data: bytes) -> None:
         """Write ``data`` as this object in one request (all or nothing on an object store). Local callers want
-        :func:`pipeline.io.atomic.write_bytes` instead (tmp, fsync, rename)."""
+        :func:`pipeline.io.atomic.write_bytes` instead (tmp, fsync, rename).
+
+        On s3 this is one ``PutObject`` (boto3; up to 5 GiB): a failed request publishes nothing. pyarrow's output
+        stream would upload parts and, closed after an error, complete the object with the parts it had."""
+        if self.scheme == "s3" and len(data) <= S3_PUT_MAX:
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            bucket, key = bucket_key(self)
+            try:
+                s3_client(self).put_object(Bucket=bucket, Key=key, Body=data)
+            except (BotoCoreError, ClientError) as e:
+                raise StorageError(f"{redact(self.url)}: {explain(e)}") from None
+            return
         with storage_errors(self), self.fs.open_output_stream(self.path) as f:
             f.write(data)
 
@@ -180,6 +199,10 @@ def explain(err: BaseException) -> str:
         cause = "the storage endpoint cannot be reached (check AWS_ENDPOINT_URL / endpoint_override and the network)"
     elif isinstance(err, PermissionError) or "permission denied" in low or "read-only" in low:
         cause = "permission denied"
+    elif isinstance(err, NotADirectoryError) or "not a directory" in low:
+        cause = "a file is where a folder should be"
+    elif "no space left" in low:
+        cause = "the disk is full"
     else:
         cause = "storage error"
     return f"{cause} ({text.strip().splitlines()[0] if text.strip() else type(err).__name__})"
@@ -246,7 +269,8 @@ def location(spec: str | os.PathLike | Location) -> Location:
                            f"scheme, region")
     opts = _s3_endpoint(query) if scheme == "s3" else {}
     path = posixpath.normpath(f"{parts.netloc}/{parts.path.lstrip('/')}").rstrip("/")
-    return Location(_filesystem(scheme, tuple(sorted(opts.items()))), path, f"{scheme}://{path}")
+    options = tuple(sorted(opts.items()))
+    return Location(_filesystem(scheme, options), path, f"{scheme}://{path}", options)
 
 
 def check_bucket(loc: Location) -> None:
@@ -261,6 +285,49 @@ def check_bucket(loc: Location) -> None:
         raise StorageError(f"{loc.url}: the bucket {bucket!r} does not exist (or these credentials cannot see it)")
 
 
+def s3_client(loc: Location):
+    """A boto3 S3 client for ``loc`` built from the same environment as its pyarrow filesystem (endpoint, region,
+    the standard credential chain): for the few calls pyarrow.fs cannot make (conditional writes, listing
+    unfinished uploads)."""
+    opts = dict(loc.options)
+    endpoint = f"{opts.get('scheme', 'https')}://{opts['endpoint_override']}" if "endpoint_override" in opts else None
+    return _boto3_client(endpoint, opts.get("region"))
+
+
+@lru_cache(maxsize=8)
+def _boto3_client(endpoint: str | None, region: str | None):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.session.Session().client(
+        "s3", endpoint_url=endpoint, region_name=region,
+        config=Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"}))
+
+
+def bucket_key(loc: Location) -> tuple[str, str]:
+    """(bucket, key) of an object-store location."""
+    bucket, _, key = loc.path.partition("/")
+    return bucket, key
+
+
+def abort_uploads(folder: Location) -> int:
+    """Abort the unfinished multipart uploads below an s3 ``folder`` (left by a writer killed mid-upload; they are
+    invisible to readers but cost storage); returns how many. Best effort: 0 locally, on gs, or when listing
+    uploads is not allowed."""
+    if folder.scheme != "s3":
+        return 0
+    bucket, prefix = bucket_key(folder)
+    try:
+        client = s3_client(folder)
+        uploads = client.list_multipart_uploads(Bucket=bucket, Prefix=prefix.rstrip("/") + "/").get("Uploads", [])
+        for u in uploads:
+            client.abort_multipart_upload(Bucket=bucket, Key=u["Key"], UploadId=u["UploadId"])
+        return len(uploads)
+    except Exception:  # noqa: BLE001 - housekeeping must never fail a finished run
+        return 0
+
+
 def clear_cache() -> None:
-    """Forget resolved filesystems (tests that change the endpoint or credentials environment)."""
+    """Forget resolved filesystems and clients (tests that change the endpoint or credentials environment)."""
     _filesystem.cache_clear()
+    _boto3_client.cache_clear()

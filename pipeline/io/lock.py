@@ -13,10 +13,12 @@ it. Rules:
   host cannot be checked from here: the error says so and names the file to remove once that run is known dead.
 - Released on exit of the context manager (any exception included) only if the file still holds our own record.
 
-On object storage (s3, gs) the same design is a conditional write: create the lock object with ``If-None-Match: *``
-(S3 ``PutObject``, GCS ``ifGenerationMatch=0``), which fails with 412 when it exists, exactly like ``O_EXCL``;
-take over a dead holder with a conditional delete/overwrite on the lock's ETag/generation as read (``If-Match``), which
-fails if another writer took it meanwhile; release with the same ``If-Match`` on our own ETag.
+On object storage (s3, gs) the same design is a conditional write (:mod:`pipeline.io.conditional`): the lock object
+``.<name>.lock`` beside the folder is created with ``If-None-Match: *`` (S3 ``PutObject``, GCS
+``ifGenerationMatch=0``), which fails when it exists, exactly like ``O_EXCL``; a dead holder (same host, pid gone or
+reused) is taken over by overwriting the lock only if it is still the version read (``If-Match`` on its ETag /
+generation), so of two writers taking over exactly one wins; it is released by a delete conditional on our own
+version. A holder on another host is refused, naming the object to delete once that run is known dead.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Iterator
 
 from pipeline.errors import LockError
+from pipeline.io.fs import Location, is_url, location
 
 TAKEOVER_STALE_S = 30.0  # a takeover marker older than this was left by a writer killed mid-takeover
 
@@ -128,10 +131,69 @@ def _take_over(path: Path, seen: dict) -> bool:
         marker.unlink(missing_ok=True)
 
 
+def lock_location(folder: str | Path | Location) -> Location:
+    """The lock file or object of output folder ``folder``."""
+    loc = location(folder)
+    if loc.local:
+        return location(lock_path(loc.path))
+    return loc.parent / f".{loc.name}.lock"
+
+
+def folder_lock(folder: str | Path | Location, what: str, fingerprint: str = "", wait_s: float = 2.0):
+    """Hold the one-writer lock of ``folder`` (a local path or an object-store URL) for the duration of the block;
+    LockError when another live writer holds it. ``wait_s``: how long a lock being created or taken over this
+    instant is waited for."""
+    if isinstance(folder, Location) or is_url(folder):
+        loc = location(folder)
+        if not loc.local:
+            return _object_lock(loc, what, fingerprint, wait_s)
+        folder = loc.path
+    return _file_lock(folder, what, fingerprint, wait_s)
+
+
 @contextmanager
-def folder_lock(folder: str | Path, what: str, fingerprint: str = "", wait_s: float = 2.0) -> Iterator[Path]:
-    """Hold the one-writer lock of ``folder`` for the duration of the block; LockError when another live writer
-    holds it. ``wait_s``: how long a lock being created or taken over this instant is waited for."""
+def _object_lock(folder: Location, what: str, fingerprint: str, wait_s: float) -> Iterator[Location]:
+    from pipeline.io.conditional import store
+
+    lock = lock_location(folder)
+    obj = store(lock)
+    record = this_process() | {"started": time.time(), "fingerprint": fingerprint, "what": what, "folder": folder.url}
+    body = json.dumps(record).encode()
+    deadline = time.monotonic() + wait_s
+    while (tag := obj.create(body)) is None:
+        got = obj.read()
+        if got is None:
+            continue  # released between our create and our read: try again
+        try:
+            holder = json.loads(got[0] or b"null")
+            holder = holder if isinstance(holder, dict) and holder else None
+        except ValueError:
+            holder = None
+        alive = process_alive(holder) if holder else None
+        if holder and alive:
+            raise LockError(f"{folder} is being written by {_describe(holder)} (lock {lock}); wait for it to "
+                            f"finish or stop it (overwrite=true does not take a live writer's folder)")
+        if holder and alive is None:
+            raise LockError(f"{folder} is being written by {_describe(holder)} (lock {lock}); that host cannot be "
+                            f"checked from here: delete the lock object {lock} once that run is known to be dead")
+        if holder or time.monotonic() > deadline:  # dead, or unreadable for longer than writing a lock takes
+            if (tag := obj.replace(body, got[1])) is not None:
+                print(f"taking over the lock {lock} of a dead writer ({_describe(holder)})", file=sys.stderr)
+                break
+        time.sleep(0.05)
+    try:
+        yield lock
+    finally:
+        try:
+            obj.delete(tag)  # only if still ours
+        except LockError:
+            raise
+        except Exception as e:  # noqa: BLE001 - never hide the block's own error behind a failed release
+            print(f"could not release the lock {lock}: {e}", file=sys.stderr)
+
+
+@contextmanager
+def _file_lock(folder: str | Path, what: str, fingerprint: str = "", wait_s: float = 2.0) -> Iterator[Path]:
     path = lock_path(folder)
     if not path.parent.is_dir():
         try:

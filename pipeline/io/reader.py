@@ -1,4 +1,5 @@
-"""Read shard sets through their manifest (never by listing the folder) and verify them."""
+"""Read shard sets through their manifest (never by listing the folder) and verify them, on a local folder, an
+object store (``s3://``, ``gs://``) or a published dataset (``hf://datasets/…``, read only)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.errors import SchemaError, ShardError
+from pipeline.io.fs import Location, is_url, location
 from pipeline.io.resolve import resolve_shard_folder
 from pipeline.io.verified import verify_file
 from schemas import aligned_shard, logit_shard
@@ -22,9 +24,9 @@ _VALIDATORS = {logit_shard.NAME: logit_shard.validate, aligned_shard.NAME: align
 class ShardSet:
     """A complete shard set: ``manifest.json`` plus the shards it lists."""
 
-    def __init__(self, folder: str | Path):
-        self.folder = resolve_shard_folder(folder)  # a plain folder unchanged; a published dataset's manifest folder
-        self.manifest = m = Manifest.read(self.folder)
+    def __init__(self, folder: str | Path | Location):
+        self.folder = _shard_folder(folder)
+        self.manifest = m = _read_manifest(self.folder)
         planned = m.plan.num_shards if m.shard_size > 0 else None
         if len(m.shards) != planned:  # a dropped or added entry would silently change what every reader sees
             raise ShardError(f"{self.folder / 'manifest.json'}: lists {len(m.shards)} shards, the plan of "
@@ -33,17 +35,26 @@ class ShardSet:
     def __len__(self) -> int:
         return len(self.manifest.shards)
 
-    def path(self, index: int) -> Path:
-        """Path of shard ``index``, verified against the manifest (size and sha256, once per process);
-        ShardError naming the file when it is missing, truncated or corrupted."""
+    def path(self, index: int) -> Location:
+        """Location of shard ``index`` (usable as a path when local), verified against the manifest (size and
+        sha256, once per process); ShardError naming the file when it is missing, truncated or corrupted."""
         e = self.manifest.shards[index]
         return verify_file(self.folder / e.file, e.bytes, e.sha256)
+
+    def open(self, index: int):
+        """Shard ``index`` as a seekable pyarrow file (local or object store), verified first."""
+        p = self.path(index)
+        try:
+            return p.open_input()
+        except FileNotFoundError:
+            raise ShardError(f"{p}: missing (listed in the manifest)") from None
 
     def schema(self, index: int = 0) -> pa.Schema:
         """Validated schema of shard ``index``."""
         p = self.path(index)
         try:
-            s = pq.read_schema(p)
+            with p.open_input() as f:
+                s = pq.read_schema(f)
         except (pa.ArrowInvalid, OSError) as e:
             raise ShardError(f"{p}: not a readable Parquet file ({e})") from None
         _VALIDATORS[self.manifest.shard_schema](s, where=str(p))
@@ -60,7 +71,7 @@ class ShardSet:
         p = self.path(index)
         self.schema(index)
         try:
-            return pq.read_table(p, columns=columns)
+            return pq.read_table(p.path, filesystem=p.fs, columns=columns)
         except (pa.ArrowInvalid, OSError) as e:
             raise ShardError(f"{p}: cannot be read ({e})") from None
 
@@ -70,7 +81,8 @@ class ShardSet:
         p = self.path(index)
         self.schema(index)
         try:
-            yield from pq.ParquetFile(p).iter_batches(batch_size=batch_rows, columns=columns)
+            with p.open_input() as f:
+                yield from pq.ParquetFile(f).iter_batches(batch_size=batch_rows, columns=columns)
         except (pa.ArrowInvalid, OSError) as e:
             raise ShardError(f"{p}: cannot be read ({e})") from None
 
@@ -92,7 +104,7 @@ def decode_topk(codec, row: dict, where: str | Path | None = None) -> tuple[np.n
         raise SchemaError(f"{f'{where}: ' if where else ''}sample {row.get('sample_id')!r}: {e}") from None
 
 
-def verify(folder: str | Path, checksums: bool = True) -> list[str]:
+def verify(folder: str | Path | Location, checksums: bool = True) -> list[str]:
     """Every problem found in a shard set, each naming its file; an empty list means valid."""
     try:
         shards = ShardSet(folder)
@@ -109,9 +121,10 @@ def verify(folder: str | Path, checksums: bool = True) -> list[str]:
             problems.append(str(err))
             continue
         try:
-            pf = pq.ParquetFile(p)
-            _VALIDATORS[m.shard_schema](pf.schema_arrow, where=str(p))
-            rows = pf.metadata.num_rows
+            with p.open_input() as f:
+                pf = pq.ParquetFile(f)
+                _VALIDATORS[m.shard_schema](pf.schema_arrow, where=str(p))
+                rows = pf.metadata.num_rows
         except (pa.ArrowInvalid, OSError, SchemaError) as err:
             problems.append(f"{p}: {err}")
             continue
@@ -121,3 +134,22 @@ def verify(folder: str | Path, checksums: bool = True) -> list[str]:
         if e.first_sample != first:
             problems.append(f"{p}: first sample {e.first_sample}, plan says {first}")
     return problems
+
+
+def _shard_folder(spec: str | Path | Location) -> Location:
+    """A plain folder or object-store prefix unchanged; a published (``hf://``) or staged dataset's manifest folder."""
+    if isinstance(spec, Location) or (is_url(spec) and not str(spec).startswith("hf://")):
+        return location(spec)
+    return location(resolve_shard_folder(spec))
+
+
+def _read_manifest(folder: Location) -> Manifest:
+    where = folder / "manifest.json"
+    try:
+        text = where.read_text()
+    except FileNotFoundError:
+        raise ShardError(f"{folder}: no manifest.json (the job that writes it has not finished, "
+                         f"or this is not a shard folder)") from None
+    except IsADirectoryError:
+        raise ShardError(f"{where}: not a file") from None
+    return Manifest.parse(text, where=str(where))

@@ -6,7 +6,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow.fs as pafs
+
 from pipeline.errors import PublishError
+from pipeline.io.fs import Location, check_bucket, is_url, location
 from pipeline.io.reader import ShardSet, verify
 from pipeline.io.resolve import DATA_DIR, META_DIR, staged_configs
 
@@ -35,8 +38,27 @@ def _is_candidate(folder: Path) -> bool:
                                 or any(folder.glob("part-*.parquet")))
 
 
-def find_shard_folders(root: str | Path) -> list[Path]:
-    """``root`` itself when it is a shard folder, else its model folders and ``aligned/<source>`` folders."""
+def _object_folders(root: Location) -> list[Location]:
+    """:func:`find_shard_folders` on an object store: ``root``, or its model and ``aligned/<source>`` prefixes that
+    hold a manifest or a run record."""
+    marks = ("manifest.json", "_run.json")
+    if any((root / m).exists() for m in marks):
+        return [root]
+    below = [e.path[len(root.path) + 1:] for e in root.list() if e.type == pafs.FileType.Directory]
+    below += [f"aligned/{e.base_name}" for e in (root / "aligned").list() if e.type == pafs.FileType.Directory]
+    found = [root / name for name in sorted(below) if any((root / name / m).exists() for m in marks)]
+    if not found:
+        raise PublishError(f"{root} holds no shard sets: give a capture/align output root, or one shard folder "
+                           f"(holding manifest.json)")
+    return found
+
+
+def find_shard_folders(root: str | Path) -> list[Path | Location]:
+    """``root`` itself when it is a shard folder, else its model folders and ``aligned/<source>`` folders (a local
+    path, or an s3:// / gs:// prefix)."""
+    if is_url(root) and not str(root).startswith("hf://"):
+        check_bucket(location(root))
+        return _object_folders(location(root))
     root = Path(root)
     if not root.is_dir():
         raise PublishError(f"{root}: no such folder")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from pipeline.errors import PublishError
 from pipeline.io.atomic import TMP_PREFIX, clean_tmp, sha256_file, write_text
+from pipeline.io.fs import Location
 from pipeline.io.reader import verify
 from pipeline.io.resolve import DATA_DIR, META_DIR
 from pipeline.publish import card
@@ -44,7 +45,7 @@ class Staged:
     bytes_written: int
 
 
-def _plan(sources: list[ShardSource]) -> dict[str, tuple[Path, str | None]]:
+def _plan(sources: list[ShardSource]) -> dict[str, tuple[Location, str | None]]:
     """Relative path in the repo → (source file, expected sha256 or None) for every data and extra file."""
     plan: dict[str, tuple[Path, str | None]] = {}
     for s in sources:
@@ -57,20 +58,25 @@ def _plan(sources: list[ShardSource]) -> dict[str, tuple[Path, str | None]]:
     return plan
 
 
-def _place(src: Path, dst: Path) -> None:
-    """Hard-link ``src`` to ``dst`` (shards are never rewritten in place), else copy; atomic either way."""
+def _place(src: Location, dst: Path) -> None:
+    """Hard-link ``src`` to ``dst`` (shards are never rewritten in place), else copy (streamed from an object
+    store); atomic either way."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f"{TMP_PREFIX}{dst.name}.{os.getpid()}")
     tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:  # another filesystem, or links not allowed
-        shutil.copyfile(src, tmp)
+    if not src.local:
+        with src.fs.open_input_stream(src.path) as f, open(tmp, "wb") as g:
+            shutil.copyfileobj(f, g, 1 << 20)
+    else:
+        try:
+            os.link(src, tmp)
+        except OSError:  # another filesystem, or links not allowed
+            shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
 
 
-def _same(dst: Path, src: Path, sha: str | None) -> bool:
-    if not dst.is_file() or dst.stat().st_size != src.stat().st_size:
+def _same(dst: Path, src: Location, sha: str | None) -> bool:
+    if not dst.is_file() or dst.stat().st_size != src.size():
         return False
     return sha256_file(dst) == (sha or sha256_file(src))
 
@@ -79,7 +85,9 @@ def _check_out(out: Path, sources: list[ShardSource], planned: set[str], overwri
     """Refuse a folder that holds a source, or files this staging would not write (unless ``overwrite``)."""
     o = out.resolve()
     for s in sources:
-        f = s.shards.folder.resolve()
+        if not s.shards.folder.local:
+            continue  # an object store never overlaps a local staging folder
+        f = Path(s.shards.folder.path).resolve()
         if o == f or o in f.parents or f in o.parents:
             raise PublishError(f"the staging folder {out} overlaps the shard folder {s.shards.folder}; "
                                f"choose a folder outside it")
@@ -112,7 +120,7 @@ def stage(sources: list[ShardSource], out: str | Path, repo_id: str, license: st
     for rel, (src, sha) in plan.items():
         if not _same(out / rel, src, sha):
             _place(src, out / rel)
-            written += src.stat().st_size
+            written += src.size()
     for s in sources:
         m = copy.deepcopy(s.shards.manifest)
         for i, e in enumerate(m.shards):

@@ -1,5 +1,7 @@
 """Readers accept a published dataset wherever they accept a shard folder: staged forms, hf:// ids, align."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -28,7 +30,7 @@ def test_every_staged_form_reads_the_same_rows(staged, shard_root):
     want = _rows(ShardSet(shard_root / "tiny-gpt2-bpe"))
     meta = staged / "logitfuse" / "tiny-gpt2-bpe"
     for spec in (staged / "tiny-gpt2-bpe", staged / "data" / "tiny-gpt2-bpe", meta):
-        assert ShardSet(spec).folder == meta
+        assert Path(ShardSet(spec).folder) == meta  # a local Location is a path
         _equal(_rows(ShardSet(spec)), want)
     assert resolve_shard_folder(staged, "tiny-gpt2-bpe") == meta
     assert resolve_shard_folder(shard_root / "tiny-gpt2-bpe") == shard_root / "tiny-gpt2-bpe"  # plain: unchanged
@@ -64,7 +66,7 @@ def test_hub_ids_download_only_their_config(staged, monkeypatch):
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
     s = ShardSet("hf://datasets/my-org/tiny-logits@v1/tiny-gpt2-bpe")
-    assert s.folder == staged / "logitfuse" / "tiny-gpt2-bpe" and len(_rows(s)) == 60
+    assert Path(s.folder) == staged / "logitfuse" / "tiny-gpt2-bpe" and len(_rows(s)) == 60
     assert calls == [("my-org/tiny-logits", {"repo_type": "dataset", "revision": "v1", "allow_patterns": [
         "README.md", "logitfuse/tiny-gpt2-bpe/*", "data/tiny-gpt2-bpe/*"]})]
     with pytest.raises(ShardError, match="3 configs .*name one as hf://datasets/my-org/tiny-logits/<config>"):
