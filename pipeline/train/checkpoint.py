@@ -5,16 +5,27 @@ Ray Train V2 merges every rank's folder of one report into one checkpoint folder
 position, fingerprint) is written by rank 0 into that merged folder only after every rank's upload has finished
 (a barrier after ``ray.train.report``), so a folder without it is a checkpoint cut short and is never resumed from.
 DCP reshards on load: a checkpoint of N ranks loads into M ranks, FSDP or DDP alike.
+
+Checkpoints live where Ray Train's ``storage_path`` puts them: a local folder or an object store. Each rank writes
+its part to a local temporary folder and Ray Train uploads it; loading reads straight from the storage through
+pyarrow (``ArrowReader``: one ranged read per stored tensor, so a rank fetches only what it loads).
 """
 
 from __future__ import annotations
 
+import io
 import json
+import posixpath
 import random
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pyarrow.fs as pafs
 import torch
+from torch.distributed.checkpoint.filesystem import FileSystemBase, FileSystemReader
+
+from pipeline.io.fs import Location, location
 
 STATE = "state.json"
 SHARDS = "dcp"
@@ -58,30 +69,39 @@ def save(folder: str | Path, rank: int, model, optimizer, scheduler) -> None:
 
 def finish(checkpoint, state: dict) -> None:
     """Mark a persisted checkpoint complete: write ``state.json`` into it (rank 0, after every rank's upload)."""
-    path = f"{checkpoint.path}/{STATE}"
+    fs, path = checkpoint.filesystem, f"{checkpoint.path}/{STATE}"
+    data = json.dumps(state, indent=1).encode()
+    if not isinstance(fs, pafs.LocalFileSystem):  # one PUT: the object appears whole or not at all
+        with fs.open_output_stream(path) as f:
+            f.write(data)
+        return
     tmp = path + ".tmp"
-    with checkpoint.filesystem.open_output_stream(tmp) as f:
-        f.write(json.dumps(state, indent=1).encode())
-    checkpoint.filesystem.move(tmp, path)
+    with fs.open_output_stream(tmp) as f:
+        f.write(data)
+    fs.move(tmp, path)
 
 
-def load(folder: str | Path, rank: int, model, optimizer, scheduler) -> dict:
-    """Restore a checkpoint into the given (sharded or replicated) objects, resharding as needed; returns its state.
+def load(folder: Location, rank: int, model, optimizer, scheduler) -> dict:
+    """Restore a checkpoint (local or object store) into the given (sharded or replicated) objects, resharding as
+    needed; returns its state.
 
     RNG states are restored when the checkpoint has this rank's (same world size), else left as seeded."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import set_state_dict
 
-    folder = Path(folder)
     sd = _state_dicts(model, optimizer)
-    dcp.load(sd, checkpoint_id=str(folder / SHARDS))
+    dcp.load(sd, storage_reader=ArrowReader(folder / SHARDS))
     set_state_dict(model, optimizer, model_state_dict=sd["model"], optim_state_dict=sd["optim"])
-    scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
+    scheduler.load_state_dict(_torch_load(folder / "scheduler.pt", weights_only=True))
     state = json.loads((folder / STATE).read_text())
     rng = folder / f"rng-{rank}.pt"
     if state.get("world") == _world() and rng.exists():
-        set_rng_state(torch.load(rng, weights_only=False))
+        set_rng_state(_torch_load(rng, weights_only=False))
     return state
+
+
+def _torch_load(where: Location, weights_only: bool):
+    return torch.load(io.BytesIO(where.read_bytes()), weights_only=weights_only)
 
 
 def _world() -> int:
@@ -90,12 +110,67 @@ def _world() -> int:
     return dist.get_world_size() if dist.is_initialized() else 1
 
 
-def latest(run_dir: str | Path) -> Path | None:
-    """The complete checkpoint with the highest step under ``run_dir``, if any."""
+def latest(folder: str | Location) -> Location | None:
+    """The complete checkpoint with the highest step below ``folder`` (local or object store), if any."""
+    folder = location(folder)
     found = []
-    for state in Path(run_dir).glob(f"**/{STATE}"):
+    for info in folder.list(recursive=True):
+        if posixpath.basename(info.path) != STATE:
+            continue
+        ckpt = folder / posixpath.relpath(posixpath.dirname(info.path), folder.path)
         try:
-            found.append((json.loads(state.read_text())["step"], state.parent))
-        except (ValueError, KeyError):
+            found.append((json.loads((ckpt / STATE).read_text())["step"], ckpt.path, ckpt))
+        except (ValueError, KeyError, FileNotFoundError):
             continue  # a checkpoint cut short while being written
-    return max(found)[1] if found else None
+    return max(found, key=lambda f: f[:2])[2] if found else None
+
+
+class _ArrowFileSystem(FileSystemBase):
+    """DCP's file interface over a pyarrow filesystem, read-only (checkpoints are written by Ray Train's upload)."""
+
+    def __init__(self, fs):
+        self.fs = fs
+
+    @contextmanager
+    def create_stream(self, path, mode: str):
+        if mode != "rb":
+            raise NotImplementedError("checkpoints are written locally and uploaded by Ray Train")
+        with self.fs.open_input_file(str(path)) as f:
+            # the metadata is unpickled with many small reads: fetch it whole; shards are read by range
+            yield io.BytesIO(f.read()) if str(path).endswith(".metadata") else f
+
+    def concat_path(self, path, suffix: str) -> str:
+        return posixpath.join(str(path), suffix)
+
+    def init_path(self, path) -> str:
+        return str(path)
+
+    def exists(self, path) -> bool:
+        return self.fs.get_file_info(str(path)).type != pafs.FileType.NotFound
+
+    def rename(self, path, new_path) -> None:
+        raise NotImplementedError
+
+    def mkdir(self, path) -> None:
+        raise NotImplementedError
+
+    def rm_file(self, path) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def validate_checkpoint_id(cls, checkpoint_id) -> bool:
+        return False
+
+
+class ArrowReader(FileSystemReader):
+    """torch.distributed.checkpoint reader of a DCP folder on any pyarrow filesystem (local, s3, gs): each stored
+    tensor is one ranged read, so a rank reads only the shards' bytes it needs, never a whole copy of the state."""
+
+    def __init__(self, folder: Location):
+        super().__init__(folder.path)
+        self.fs = _ArrowFileSystem(folder.fs)
+        self.path = folder.path
+
+    def _slice_file(self, file, sinfo):
+        file.seek(sinfo.offset)
+        return io.BytesIO(file.read(sinfo.length))

@@ -8,6 +8,8 @@ from pipeline.config import JobConfig
 from pipeline.errors import ConfigError
 from pipeline.losses.objective import LossConfig
 
+PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")  # Ray placement group strategies
+
 
 @dataclass
 class TrainSource:
@@ -25,7 +27,7 @@ class TrainConfig(JobConfig):
     pivot_model: str = ""  # local folder, Hub id, or tiny:<name>
     pivot_shards: str = ""  # the pivot's capture folder (its tokens; k may be 0)
     sources: list[TrainSource] = field(default_factory=list)  # none: SFT only
-    output: str = ""  # runs go to <output>/<run_name>/
+    output: str = ""  # runs go to <output>/<run_name>/: a local (or shared) folder, s3://bucket/prefix or gs://…
     run_name: str = "fusion"  # rerunning the same name resumes from its latest checkpoint
     loss: LossConfig = field(default_factory=LossConfig)
     epochs: int = 1
@@ -61,6 +63,7 @@ class TrainConfig(JobConfig):
     num_workers: int = 1
     use_gpu: bool = False
     cpus_per_worker: float = 1.0
+    placement_strategy: str = "PACK"  # Ray Train workers: PACK | SPREAD (over nodes) | STRICT_PACK | STRICT_SPREAD
     torch_threads: int = 0  # 0 = cores of the node / workers
     ray_address: str | None = None
     progress: bool = True
@@ -106,6 +109,8 @@ class TrainConfig(JobConfig):
              f"pivot_dtype must be float32, bfloat16 or float16, got {self.pivot_dtype!r}"),
             (len(self.adam_betas) == 2 and all(0 <= b < 1 for b in self.adam_betas),
              f"adam_betas must be two numbers in [0, 1), got {self.adam_betas!r}"),
+            (self.placement_strategy in PLACEMENT_STRATEGIES,
+             f"placement_strategy must be one of {', '.join(PLACEMENT_STRATEGIES)}, got {self.placement_strategy!r}"),
             (set(self.report_to) <= {"tensorboard"}, f"report_to may hold only tensorboard, got {self.report_to!r}"),
         ]
         for ok, msg in checks:

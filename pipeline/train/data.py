@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -55,6 +56,12 @@ class ShardRows:
     response_start: np.ndarray
     n_positions: np.ndarray
     sources: list[dict]  # per source: src_index, logprobs (the column the loss reads), mapped_ids, mapped_logprobs, bad
+
+
+def shard_name(shards: ShardSet, index: int) -> str:
+    """Shard ``index`` of a set as printed in errors (its folder, local or a URL, and its file), never opened here:
+    shards are read only through ``ShardSet`` (verified, local or object store)."""
+    return f"{shards.folder}/{shards.manifest.shards[index].file}"
 
 
 class FusionData:
@@ -107,13 +114,14 @@ class FusionData:
             col = "mapped_logprobs" if use_mapped else "rank_logprobs"
             t = s.read(shard, list(dict.fromkeys(SOURCE_COLUMNS + [col])))
             if t.column("sample_id").to_pylist() != ids:
-                raise ShardError(f"{s.path(shard)}: rows do not hold the pivot's samples in the pivot's order")
+                raise ShardError(f"{shard_name(s, shard)}: rows do not hold the pivot's samples in the pivot's order")
             lps = _Lists(t.column(col), np.float32)
             sources.append({"src_index": _Lists(t.column("src_index"), np.int64), "logprobs": lps,
                             "mapped_ids": _Lists(t.column("mapped_ids"), np.int64),
                             "mapped_logprobs": _Lists(t.column("mapped_logprobs"), np.float32),
                             "bad": lps.bad_rows(), "name": s.manifest.name})
-        return ShardRows(self.pivot.path(shard).name, ids, _Lists(piv.column("input_ids"), np.int64),
+        where = posixpath.basename(self.pivot.manifest.shards[shard].file)
+        return ShardRows(where, ids, _Lists(piv.column("input_ids"), np.int64),
                          piv.column("response_start").to_numpy(), piv.column("n_positions").to_numpy(), sources)
 
     def batches(self, seed: int, epoch: int, rank: int, world: int, batch_size: int, start_step: int = 0,

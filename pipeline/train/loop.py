@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import math
 import os
+import posixpath
 import random
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from pipeline.io.fs import Location, location
 from pipeline.train import checkpoint, driver
 from pipeline.train.data import FusionData
 from pipeline.train.loader import TrainLoader
@@ -19,6 +20,7 @@ from pipeline.train.metrics import MetricsLog
 from pipeline.train.model import DTYPES, Student, build_meta, load_pivot, materialize, save_final
 from pipeline.train.parallel import parallelize
 from pipeline.train.step import train_step
+from pipeline.train.storage import RAY_DIR, run_location
 
 
 def lr_lambda(warmup: int, total: int, schedule: str):
@@ -60,7 +62,9 @@ def build_model(cfg, model_path: str, rank: int, world: int, device: torch.devic
 
 
 def train_loop(config: dict) -> None:
-    """Train from config = {cfg: TrainConfig dict, run_dir, resume_path, fingerprint, describe, driver}."""
+    """Train from config = {cfg: TrainConfig dict, resume, fingerprint, describe, driver}; the run folder and the
+    checkpoint to resume from are resolved here from the config (a local path or an object-store URL), never
+    taken from the driver's disk."""
     import ray.train
     import ray.train.torch
 
@@ -75,6 +79,7 @@ def train_loop(config: dict) -> None:
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     device = ray.train.torch.get_device()
+    nodes = _gather(ray.get_runtime_context().get_node_id(), world)
     model, student, parallelism = build_model(cfg, resolve_model_path(cfg.pivot_model), rank, world, device)
     _log(rank, f"{parallelism} on {world} worker(s), precision {cfg.precision}, activation checkpointing "
                f"{'on' if cfg.activation_checkpointing else 'off'}, {cfg.grad_accum_steps} micro-batch(es) of "
@@ -92,16 +97,17 @@ def train_loop(config: dict) -> None:
     total = min(cfg.epochs * loader.steps_per_epoch, cfg.max_steps or cfg.epochs * loader.steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.warmup_steps, total, cfg.schedule))
     step = 0
-    resume = _resume_folder(config)
+    run = run_location(cfg)
+    resume = _resume_folder(config, run)
     if resume is not None:
         state = checkpoint.load(resume, rank, student, optimizer, scheduler)
         loader.load_state_dict(state["data"], force=cfg.force)
         step = state["step"]
         _log(rank, f"resumed from {resume} (world size {state['world']}) at step {step}: {loader.resume_note()}"
                    + ("" if state["world"] == world else "; RNG states re-seeded, workers read other shards"))
-    run_dir = Path(config["run_dir"])
-    metrics = MetricsLog(run_dir, step, cfg.report_to) if rank == 0 else None
-    names = [s.name or Path(s.shards).name for s in cfg.sources]
+    _log(rank, f"run folder {run}; workers on nodes {nodes}")
+    metrics = MetricsLog(run, step, cfg.report_to) if rank == 0 else None
+    names = [s.name or posixpath.basename(s.shards.rstrip("/")) for s in cfg.sources]
     t_last = time.perf_counter()
     for batch in loader:
         if step >= total:
@@ -123,23 +129,41 @@ def train_loop(config: dict) -> None:
             metrics.write(terms)
         if step % cfg.checkpoint_every == 0 or step == total:
             state = {"step": step, "world": world, "parallelism": parallelism, "data": loader.state_dict(),
-                     "fingerprint": config["fingerprint"], "describe": config["describe"], "done": step == total}
+                     "fingerprint": config["fingerprint"], "describe": config["describe"], "done": step == total,
+                     "nodes": nodes}
+            if metrics is not None:
+                metrics.sync()  # the metrics of every step up to the checkpoint are stored before it is complete
             _report(rank, student, optimizer, scheduler, state, terms)
         if step >= total:
             break
     if metrics is not None:
         metrics.close()
-    save_final(student, lm, rank, run_dir / "model", cfg.pivot_model, cfg.max_shard_size)
+    save_final(student, lm, rank, run / "model", cfg.pivot_model, cfg.max_shard_size)
 
 
-def _resume_folder(config: dict) -> str | None:
-    """Ray Train's own latest checkpoint when it restarted the workers (if complete), else the driver's choice."""
+def _gather(value, world: int) -> list:
+    """``value`` of every rank, by rank."""
+    import torch.distributed as dist
+
+    if world == 1 or not dist.is_initialized():
+        return [value]
+    out = [None] * world
+    dist.all_gather_object(out, value)
+    return out
+
+
+def _resume_folder(config: dict, run: Location) -> Location | None:
+    """Ray Train's own latest checkpoint when it restarted the workers (if complete), else the driver's choice:
+    a checkpoint of this run (named relative to the run folder) or the ``resume_from`` the user gave."""
     import ray.train
 
     restored = ray.train.get_checkpoint()
     if restored is not None and restored.filesystem.get_file_info(f"{restored.path}/{checkpoint.STATE}").size:
-        return restored.path
-    return config.get("resume_path")
+        return run / RAY_DIR / posixpath.basename(restored.path.rstrip("/"))
+    resume = config.get("resume") or {}
+    if "run" in resume:
+        return run / resume["run"]
+    return location(resume["spec"]) if "spec" in resume else None
 
 
 def _report(rank, model, optimizer, scheduler, state, terms) -> None:

@@ -13,12 +13,14 @@ import importlib.util
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from pipeline.errors import ConfigError, TrainError
+from pipeline.io.fs import Location, location
 from pipeline.losses.chunked_head import chunked_head
 from pipeline.modeling.logit_transform import logit_transform
 
@@ -134,18 +136,30 @@ def load_pivot(model: nn.Module, lm: nn.Module, model_path: str, rank: int, dtyp
     set_model_state_dict(model, full, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
 
 
-def save_final(model: nn.Module, lm: nn.Module, rank: int, out: Path, tokenizer_spec: str, max_shard_size: str) -> None:
+def save_final(model: nn.Module, lm: nn.Module, rank: int, out: str | Path | Location, tokenizer_spec: str,
+               max_shard_size: str) -> None:
     """Gather the full weights on rank 0 only (on CPU, one copy) and save an HF folder with ``max_shard_size``
-    safetensors shards, written to ``<out>.tmp`` then renamed. Every rank must call it (the gather is collective)."""
+    safetensors shards. Every rank must call it (the gather is collective). A local ``out`` is written to
+    ``<out>.tmp`` then renamed; an object-store one is saved to a local temporary folder on rank 0's node, then
+    uploaded one object per file with the completion record last (``pipeline.train.storage.upload_folder``)."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if rank != 0:
         return
     from pipeline.modeling.load import load_tokenizer
+    from pipeline.train.storage import upload_folder
 
     sd = {k.removeprefix("lm."): v for k, v in full.items()}
     del full
+    out = location(out)
+    if not out.local:
+        with tempfile.TemporaryDirectory(prefix="logitfuse-model-") as tmp:
+            lm.save_pretrained(tmp, state_dict=sd, max_shard_size=max_shard_size)
+            load_tokenizer(tokenizer_spec).save_pretrained(tmp)
+            upload_folder(tmp, out)
+        return
+    out = out.as_path()
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     lm.save_pretrained(tmp, state_dict=sd, max_shard_size=max_shard_size)
