@@ -7,18 +7,16 @@ and the final model there, and the driver reads them back from there, never from
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import posixpath
-import sys
 import tempfile
 from pathlib import Path
 
 from pipeline.config import local_path
 from pipeline.errors import TrainError
 from pipeline.io.fs import Location, check_bucket, location
-from pipeline.io.lock import folder_lock, lock_path
+from pipeline.io.lock import folder_lock
 from pipeline.train import checkpoint, driver
 from pipeline.train.config import TrainConfig
 from pipeline.train.data import FusionData
@@ -42,14 +40,8 @@ def run_train(cfg: TrainConfig) -> dict:
 
 
 def _lock(run: Location, fingerprint: str):
-    """The run folder's one-writer lock (``pipeline.io.lock``), given the Location of an object-store run."""
-    if run.local:
-        return folder_lock(run.as_path(), "train", fingerprint)
-    try:
-        lock_path(run)
-    except TypeError:  # pipeline.io.lock before its object-store support (conditional writes, issue #13)
-        print(f"warning: {run}: no one-writer lock on object storage in this version", file=sys.stderr)
-        return contextlib.nullcontext()
+    """The run folder's one-writer lock (``pipeline.io.lock``: a lock file locally, a conditional write on object
+    stores)."""
     return folder_lock(run, "train", fingerprint)
 
 
