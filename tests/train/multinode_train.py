@@ -1,12 +1,12 @@
-"""Train on a 3-node local Ray cluster with every artifact on the S3 test server (run by test_multinode.py in its
-own process: a cluster cannot share a process with the test session's Ray).
+"""Capture → align → train on a 3-node local Ray cluster with every artifact on the S3 test server (run by
+test_multinode.py in its own process: a cluster cannot share a process with the test session's Ray).
 
-    python tests/train/multinode_train.py SHARDS_DIR S3_URL OUT_JSON
+    python tests/train/multinode_train.py INPUT_JSONL S3_URL OUT_JSON
 
-SHARDS_DIR holds the session's local fusion shards (tiny-llama-pivot/, aligned/<source>/). They are uploaded to
-S3_URL/shards and read from there when ``ShardSet`` reads object stores; before that (``ShardSet.open`` missing),
-from SHARDS_DIR, which every node of this one-machine cluster sees. The run folder is S3_URL/runs/multi. The AWS_*
-variables of the S3 test server come from the environment, so every node's workers inherit them.
+The input records are uploaded to S3_URL/input.jsonl; capture writes the pivot's tokens and two sources' top-k to
+S3_URL/shards, align writes S3_URL/shards/aligned, train writes its run folder to S3_URL/runs/multi with 2 workers on
+different nodes (SPREAD). Nothing is read from a local folder of the driver. The AWS_* variables of the S3 test server
+come from the environment, so every node's workers inherit them.
 """
 
 from __future__ import annotations
@@ -16,25 +16,30 @@ import sys
 import time
 from pathlib import Path
 
-import pyarrow.fs as pafs
-
 SOURCES = ("tiny-gpt2-bpe", "tiny-llama-sp")
 
 
-def upload_shards(local: Path, dest) -> str:
-    """The shard folders as objects under ``dest``; returns its URL."""
-    for rel in ["tiny-llama-pivot", *(f"aligned/{s}" for s in SOURCES)]:
-        pafs.copy_files(str(local / rel), f"{dest.path}/{rel}", source_filesystem=pafs.LocalFileSystem(),
-                        destination_filesystem=dest.fs)
-    return dest.url
+def capture_and_align(input_jsonl: str, root: str) -> None:
+    """The session fixture's capture → align (tests/conftest.py ``fusion_shards``), every path on the S3 server."""
+    from pipeline.align.config import AlignConfig, SourceSpec
+    from pipeline.align.job import run_align
+    from pipeline.capture.config import CaptureConfig
+    from pipeline.capture.job import run_capture
+    from pipeline.io.fs import location
+
+    (location(root) / "input.jsonl").put(Path(input_jsonl).read_bytes())
+    for model, k in (("tiny-llama-pivot", 0), *((s, 6) for s in SOURCES)):
+        run_capture(CaptureConfig.load(None, [f"input={root}/input.jsonl", f"output={root}/shards",
+                                              f"model=tiny:{model}", f"k={k}", "shard_size=16", "progress=false"]))
+    run_align(AlignConfig(pivot=f"{root}/shards/tiny-llama-pivot", pivot_model="tiny:tiny-llama-pivot",
+                          output=f"{root}/shards", progress=False,
+                          sources=[SourceSpec(shards=f"{root}/shards/{m}", model=f"tiny:{m}") for m in SOURCES]))
 
 
-def main(shards_dir: str, bucket_url: str, out_json: str) -> None:
+def main(input_jsonl: str, bucket_url: str, out_json: str) -> None:
     import ray
     from ray.cluster_utils import Cluster
 
-    from pipeline.io.fs import location
-    from pipeline.io.reader import ShardSet
     from pipeline.train.config import TrainConfig, TrainSource
     from pipeline.train.job import run_train
 
@@ -44,8 +49,8 @@ def main(shards_dir: str, bucket_url: str, out_json: str) -> None:
         cluster.add_node(num_cpus=1)
     ray.init(address=cluster.address, log_to_driver=False)
     try:
-        shards_on_s3 = hasattr(ShardSet, "open")  # the reader's object-store support (issue #13)
-        root = upload_shards(Path(shards_dir), location(bucket_url) / "shards") if shards_on_s3 else shards_dir
+        capture_and_align(input_jsonl, bucket_url)
+        root = f"{bucket_url}/shards"
         cfg = TrainConfig(pivot_model="tiny:tiny-llama-pivot", pivot_shards=f"{root}/tiny-llama-pivot",
                           sources=[TrainSource(shards=f"{root}/aligned/{s}") for s in SOURCES],
                           output=f"{bucket_url}/runs", run_name="multi", num_workers=2, cpus_per_worker=1,
@@ -53,7 +58,7 @@ def main(shards_dir: str, bucket_url: str, out_json: str) -> None:
                           progress=False)
         cfg.validate()
         result = run_train(cfg)
-        result |= {"cluster_nodes": [n["NodeID"] for n in ray.nodes() if n["Alive"]], "shards_on_s3": shards_on_s3,
+        result |= {"cluster_nodes": [n["NodeID"] for n in ray.nodes() if n["Alive"]],
                    "seconds": round(time.perf_counter() - t0, 1)}
     finally:
         ray.shutdown()
