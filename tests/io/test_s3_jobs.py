@@ -69,7 +69,7 @@ def test_validate_and_inspect_on_s3(runs, capsys):
 
 def test_validate_names_a_corrupted_and_a_missing_object(runs, s3, capsys):
     _, _, out = runs
-    src, bad = location(f"{out}/tiny-gpt2-bpe"), location(f"{out}/bad-copy")
+    src, bad = location(f"{out}/tiny-gpt2-bpe"), location(f"{out}-faults/bad-copy")  # outside the run's root
     for name in ("manifest.json", "part-00000.parquet", "part-00001.parquet", "part-00002.parquet"):
         (bad / name).put((src / name).read_bytes())
     data = bytearray((bad / "part-00001.parquet").read_bytes())
@@ -86,8 +86,8 @@ def test_sigkill_while_writing_to_s3_then_rerun_equals_uninterrupted(runs, s3, t
     local, _, out = runs
     args = [f"input={tiny_jsonl}", "model=tiny:tiny-gpt2-bpe", "k=6", "limit=16", "shard_size=1",
             "progress=false"]
-    clean = run_capture(CaptureConfig.load(None, args + [f"output={out}/clean"]))
-    killed = location(f"{out}/killed")
+    clean = run_capture(CaptureConfig.load(None, args + [f"output={out}-faults/clean"]))
+    killed = location(f"{out}-faults/killed")
     folder = killed / "tiny-gpt2-bpe"
     records = lambda: sum(e.base_name.startswith("part-") for e in (folder / "_progress").list())  # noqa: E731
     start_then_kill(["jobs.capture_logits", *args, f"output={killed.url}"], lambda: records() >= 2)
@@ -101,7 +101,7 @@ def test_sigkill_while_writing_to_s3_then_rerun_equals_uninterrupted(runs, s3, t
     assert resumed.stats["shards_computed"] == 16 - done_before
     assert [(s.file, s.rows, s.tokens, s.sha256) for s in resumed.shards] == \
            [(s.file, s.rows, s.tokens, s.sha256) for s in clean.shards]
-    assert list(ShardSet(folder).iter_rows()) == list(ShardSet(f"{out}/clean/tiny-gpt2-bpe").iter_rows())
+    assert list(ShardSet(folder).iter_rows()) == list(ShardSet(f"{out}-faults/clean/tiny-gpt2-bpe").iter_rows())
 
 
 def test_publish_stage_only_reads_shards_from_s3(runs, tmp_path):
