@@ -5,6 +5,11 @@ while writing to s3:// and rerun ends identical to an uninterrupted run."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -17,7 +22,7 @@ from pipeline.errors import ShardError
 from pipeline.io.fs import location
 from pipeline.io.lock import lock_location
 from pipeline.io.reader import ShardSet
-from tests.reliability.test_kills import start_then_kill
+from tests.reliability.test_kills import ROOT
 
 pytestmark = pytest.mark.ray
 COMMON = ["limit=24", "shard_size=8", "progress=false"]
@@ -69,7 +74,7 @@ def test_validate_and_inspect_on_s3(runs, capsys):
 
 def test_validate_names_a_corrupted_and_a_missing_object(runs, s3, capsys):
     _, _, out = runs
-    src, bad = location(f"{out}/tiny-gpt2-bpe"), location(f"{out}/bad-copy")
+    src, bad = location(f"{out}/tiny-gpt2-bpe"), location(f"{out}-faults/bad-copy")  # outside the run's root
     for name in ("manifest.json", "part-00000.parquet", "part-00001.parquet", "part-00002.parquet"):
         (bad / name).put((src / name).read_bytes())
     data = bytearray((bad / "part-00001.parquet").read_bytes())
@@ -82,15 +87,31 @@ def test_validate_names_a_corrupted_and_a_missing_object(runs, s3, capsys):
     assert any(line.startswith(f"INVALID {bad.url}/part-00002.parquet: missing") for line in lines), lines
 
 
-def test_sigkill_while_writing_to_s3_then_rerun_equals_uninterrupted(runs, s3, tiny_jsonl, capsys):
-    local, _, out = runs
+def _start_then_kill(argv: list[str], ready, log, timeout: float = 240) -> None:
+    """tests/reliability's start_then_kill, but the driver starts its own local Ray (RAY_ADDRESS=local) even when
+    another `ray start` cluster runs on this machine."""
+    env = dict(os.environ, RAY_ADDRESS="local")
+    with open(log, "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", *argv], cwd=ROOT, env=env, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=err)
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None and not ready():
+        time.sleep(0.05)
+    assert proc.poll() is None, f"{argv[0]} ended before it could be killed: {open(log).read()[-2000:]}"
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
+    proc.wait()
+
+
+def test_sigkill_while_writing_to_s3_then_rerun_equals_uninterrupted(ray_session, s3, tiny_jsonl, tmp_path, capsys):
+    out = f"{s3.bucket('lf-kill')}/run"
     args = [f"input={tiny_jsonl}", "model=tiny:tiny-gpt2-bpe", "k=6", "limit=16", "shard_size=1",
             "progress=false"]
-    clean = run_capture(CaptureConfig.load(None, args + [f"output={out}/clean"]))
-    killed = location(f"{out}/killed")
+    clean = run_capture(CaptureConfig.load(None, args + [f"output={out}-faults/clean"]))
+    killed = location(f"{out}-faults/killed")
     folder = killed / "tiny-gpt2-bpe"
     records = lambda: sum(e.base_name.startswith("part-") for e in (folder / "_progress").list())  # noqa: E731
-    start_then_kill(["jobs.capture_logits", *args, f"output={killed.url}"], lambda: records() >= 2)
+    _start_then_kill(["jobs.capture_logits", *args, f"output={killed.url}"], lambda: records() >= 2,
+                     tmp_path / "driver.log")
     done_before = records()
     assert 2 <= done_before < 16
     with pytest.raises(ShardError, match="no manifest.json"):
@@ -101,7 +122,7 @@ def test_sigkill_while_writing_to_s3_then_rerun_equals_uninterrupted(runs, s3, t
     assert resumed.stats["shards_computed"] == 16 - done_before
     assert [(s.file, s.rows, s.tokens, s.sha256) for s in resumed.shards] == \
            [(s.file, s.rows, s.tokens, s.sha256) for s in clean.shards]
-    assert list(ShardSet(folder).iter_rows()) == list(ShardSet(f"{out}/clean/tiny-gpt2-bpe").iter_rows())
+    assert list(ShardSet(folder).iter_rows()) == list(ShardSet(f"{out}-faults/clean/tiny-gpt2-bpe").iter_rows())
 
 
 def test_publish_stage_only_reads_shards_from_s3(runs, tmp_path):
