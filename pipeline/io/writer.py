@@ -21,10 +21,16 @@ from pathlib import Path
 import pyarrow as pa
 
 from pipeline.errors import ShardError, WriteError
+from pipeline.io import native
 from pipeline.io.atomic import clean_tmp, sha256_file, write_parquet, write_text
 from schemas.manifest import Manifest, ShardEntry
 
 ROW_GROUP_ROWS = 64  # small row groups: the training loader streams a shard without loading it whole
+
+
+def write_options(schema: pa.Schema) -> dict:
+    """``pq.write_table`` options of a shard: zstd, small row groups, the native codec's column encodings."""
+    return native.parquet_options(schema, dict(compression="zstd", compression_level=3, row_group_size=ROW_GROUP_ROWS))
 
 
 def shard_file(index: int) -> str:
@@ -83,7 +89,7 @@ class ShardSetWriter:
     def write_shard(self, index: int, table: pa.Table, tokens: int) -> ShardEntry:
         """Write shard ``index`` atomically, then its sidecar."""
         path = self.folder / shard_file(index)
-        write_parquet(path, table, compression="zstd", compression_level=3, row_group_size=ROW_GROUP_ROWS)
+        write_parquet(path, table, **write_options(table.schema))
         entry = ShardEntry(index=index, file=path.name, rows=table.num_rows, tokens=tokens,
                            bytes=path.stat().st_size, sha256=sha256_file(path),
                            first_sample=int(table.column("sample_index")[0].as_py()) if table.num_rows else -1)
