@@ -5,9 +5,10 @@ Per response position t (the positions whose *target* is a response token) the s
 top-k token ids and log-probabilities (log-softmax over the full vocabulary) in the form of the codec named in the
 schema metadata (``codec``, ``codec_k``): ``lossless`` and ``quantized`` store one binary blob per row in each column
 (``pipeline.capture.codec``), ``native`` stores typed columns any Parquet reader decodes (``pipeline.io.native``):
-``topk_ids`` list<fixed_size_list<int32, k>> and ``topk_logprobs`` list<fixed_size_list<float32, k>> (values rounded
-to fp16, as the lossless codec keeps them), one inner list per position, log-probs sorted descending. ``k = 0`` (codec ``none``) captures tokens and offsets only (the pivot's
-tokenisation); its top-k columns hold empty blobs.
+``topk_ids`` list<fixed_size_list<int32, k>> and ``topk_logprobs`` list<fixed_size_list<float32, k>> (values
+rounded to fp16, as the lossless codec keeps them), one inner list per position, log-probs sorted descending.
+``k = 0`` (codec ``none``) captures tokens and offsets only (the pivot's tokenisation); its top-k columns hold empty
+blobs.
 
 Version 2: ``char_start`` of a target token that begins inside the prompt is its true (negative) start; version 1
 clipped it to 0, so its first position may claim to start at the response's first byte when it does not. Version 1

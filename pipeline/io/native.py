@@ -6,20 +6,24 @@ Per row (one sample of n positions)::
     topk_logprobs  list<fixed_size_list<float32, k>>   their log-probs (log-softmax over the full vocabulary),
                                                        sorted descending, rounded to fp16
 
-polars reads them as ``List(Array(Int32, k))`` / ``List(Array(Float32, k))``, DuckDB as ``INTEGER[k][]`` /
-``FLOAT[k][]``, ``datasets`` as ``List(List(Value("int32"), length=k))``; no logitfuse needed. The fixed-size inner
+polars reads them as ``List(Array(Int32, k))`` / ``List(Array(Float32, k))``, DuckDB as ``INTEGER[][]`` /
+``FLOAT[][]``, ``datasets`` as ``List(List(Value("int32"), length=k))``; no logitfuse needed. The fixed-size inner
 list keeps one position's top-k together (a row of an (n, k) matrix) instead of a flat n*k list a reader must cut.
 
 Values: rounded to fp16, what the lossless codec stores, so a native shard holds exactly the values ``lossless``
 decodes to (max error vs the float32 capture: half an fp16 ulp, 2^-7 nats for |log-prob| < 32). A ``quantized``
 shard converted to native keeps its grid values rounded to fp16 (error step/2 + 2^-7 nats). They are *stored* as
 float32: an fp16-exact float32 has 13 zero mantissa bits, so with BYTE_STREAM_SPLIT its lowest byte plane is all
-zeros and the next nearly so, and zstd makes it about as small as fp16 (``tests/benchmarks/bench_codec.py``); every
-reader knows float32, while DuckDB (2.0) refuses BYTE_STREAM_SPLIT on fp16 columns and older polars has no fp16.
+zeros and the next nearly so, and zstd makes it smaller than plain fp16 (``tests/benchmarks/bench_codec.py``). fp16
+with BYTE_STREAM_SPLIT is smaller still, but DuckDB (2.0) refuses that encoding on fp16 columns, and older polars
+has no fp16 type; every reader knows float32.
 
-Encodings: see ``parquet_options``. pyarrow applies per-column encodings only when named by the leaf path
-(``topk_logprobs.list.element.list.element``); the top-level name is silently ignored.
+Encodings (``parquet_options``): zstd at the spec's ``zstd_level`` on both top-k columns (capture: 9; ``publish
+--codec native``: 19, written once and downloaded many times), BYTE_STREAM_SPLIT on the log-probs, no dictionary.
+pyarrow applies per-column encodings only when named by the leaf path (``topk_logprobs.list.element.list.element``);
+the top-level name is silently ignored.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,8 +34,6 @@ from schemas import logit_shard
 
 NAME = logit_shard.NATIVE
 LEAF = ".list.element.list.element"  # Parquet leaf path below a list<fixed_size_list<…>> column
-IDS_ZSTD_LEVEL = 9
-LOGPROBS_ZSTD_LEVEL = 9
 
 
 def encode(ids: np.ndarray, logprobs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -85,12 +87,13 @@ def parquet_options(schema: pa.Schema, base: dict) -> dict:
         return base
     ids, lps = f"topk_ids{LEAF}", f"topk_logprobs{LEAF}"
     names = _leaves(schema)
-    level = base.get("compression_level")
+    level, topk = base.get("compression_level"), int(schema.metadata.get(b"codec_zstd_level", b"9"))
     return base | {
         "compression": {n: "zstd" for n in names},
-        "compression_level": {n: {ids: IDS_ZSTD_LEVEL, lps: LOGPROBS_ZSTD_LEVEL}.get(n, level) for n in names},
+        "compression_level": {n: topk if n in (ids, lps) else level for n in names},
         # BYTE_STREAM_SPLIT: the byte planes of a float (zero low mantissa bytes, repeating sign/exponent bytes)
-        # compress apart far better than interleaved (bench_codec.py); a dictionary only adds a page to zstd.
+        # compress apart far better than interleaved; a dictionary of the ids helps a little at zstd-9 and hurts
+        # at 19 (bench_codec.py): off.
         "use_dictionary": [n for n in names if n not in (ids, lps)],
         "use_byte_stream_split": [lps],
     }

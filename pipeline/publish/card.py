@@ -87,7 +87,8 @@ import duckdb
 
 files = "'hf://datasets/{repo_id}/{data}/{config}/*.parquet'"
 ids, logprobs = duckdb.sql(f"SELECT topk_ids, topk_logprobs FROM {{files}} WHERE sample_index = 0").fetchone()
-top1 = duckdb.sql(f"SELECT sample_id, list_transform(topk_logprobs, lambda p: exp(p[1])) AS top1_prob FROM {{files}}").pl()
+top1 = duckdb.sql(f"SELECT sample_id, list_transform(topk_logprobs, lambda p: exp(p[1])) AS top1_prob "
+                  f"FROM {{files}}").pl()
 ```
 
 `datasets`:

@@ -172,8 +172,8 @@ def test_polars_duckdb_and_datasets_read_what_logitfuse_decodes(native_shards, t
 
     ds = datasets.load_dataset("parquet", data_files=path, split="train", cache_dir=str(tmp_path / "hf"))
     assert ds.features["topk_ids"].feature.length == K
-    got_ds = [(np.array(r["topk_ids"], np.int32).reshape(-1, K), np.array(r["topk_logprobs"], np.float32).reshape(-1, K))
-              for r in ds]
+    got_ds = [(np.array(r["topk_ids"], np.int32).reshape(-1, K),
+               np.array(r["topk_logprobs"], np.float32).reshape(-1, K)) for r in ds]
     got_np = [(r["topk_ids"].reshape(-1, K), r["topk_logprobs"].reshape(-1, K)) for r in ds.with_format("numpy")]
 
     for got in (got_pl, got_db, got_ds, got_np):
