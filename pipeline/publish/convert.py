@@ -22,9 +22,6 @@ from schemas import logit_shard
 from schemas.manifest import Manifest
 
 TARGETS = ("native", "lossless")  # what `publish --codec` writes: readable by anyone, or compact and exact
-# native columns are written once here and downloaded many times: zstd-19 makes them ~15 % smaller than capture's 9,
-# at ~10x the write time (tests/benchmarks/bench_codec.py); decoding is as fast
-NATIVE_ZSTD_LEVEL = 19
 _CODEC_KEYS = ("codec", "codec_version", "codec_k", "codec_vocab_size", "codec_zstd_level", "codec_step",
                "converted_from")
 
@@ -45,8 +42,9 @@ def target_spec(shards: ShardSet, target: str) -> CodecSpec:
                            f"offsets are clipped, which only version 1 declares); recapture, or publish them as "
                            f"captured (no --codec)")
     src = shards.codec()
-    level = NATIVE_ZSTD_LEVEL if target == "native" else CodecSpec.zstd_level
-    return CodecSpec(name=target, k=src.k, vocab_size=src.vocab_size, zstd_level=level)
+    # zstd-9, as capture writes: 19 made native columns ~15 % smaller but wrote ~16x slower (bench_codec.py), hours
+    # of CPU for a multi-GB set to save a minute of upload
+    return CodecSpec(name=target, k=src.k, vocab_size=src.vocab_size)
 
 
 def codec_metadata(shards: ShardSet, spec: CodecSpec) -> dict[str, str]:
