@@ -86,7 +86,7 @@ DuckDB (`INTEGER[][]` / `FLOAT[][]`; list indices start at 1):
 import duckdb
 
 files = "'hf://datasets/{repo_id}/{data}/{config}/*.parquet'"
-ids, logprobs = duckdb.sql(f"SELECT topk_ids, topk_logprobs FROM {{files}} WHERE sample_index = 0").fetchone()
+ids, logprobs = duckdb.sql(f"SELECT topk_ids, topk_logprobs FROM {{files}} WHERE sample_index = 0").fetchall()[0]
 top1 = duckdb.sql(f"SELECT sample_id, list_transform(topk_logprobs, lambda p: exp(p[1])) AS top1_prob "
                   f"FROM {{files}}").pl()
 ```

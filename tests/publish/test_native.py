@@ -113,7 +113,7 @@ def test_restage_keeps_converted_files_and_converts_back(native_staged, shard_ro
     again = run_publish(PublishConfig(input=str(shard_root), repo_id=REPO, stage_only=str(out), codec="native"))
     assert again.staged.bytes_written == 0 and _files(out) == _files(native_staged)
     # a staged native set republished compact: lossless again, same values
-    assert main(["publish", str(native_staged / "tiny-gpt2-bpe"), "--repo-id", REPO, "--stage-only",
+    assert main(["publish", str(native_staged / "logitfuse" / "tiny-gpt2-bpe"), "--repo-id", REPO, "--stage-only",
                  str(tmp_path / "back"), "--codec", "lossless"]) == 0
     assert "published 1 config(s) [tiny-gpt2-bpe]" in capsys.readouterr().out
     back = ShardSet(tmp_path / "back" / "tiny-gpt2-bpe")
