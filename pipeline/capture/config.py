@@ -19,7 +19,7 @@ class CaptureConfig(JobConfig):
     trust_remote_code: bool = False  # run the checkpoint's own modelling code: only when asked
     name: str | None = None  # folder name for this model (default: last part of `model`)
     k: int = 10  # *output* top-k width; 0 = tokens and offsets only (the pivot's tokenisation)
-    codec: str = "lossless"  # *output* lossless | quantized
+    codec: str = "lossless"  # *output* lossless | quantized (compact blobs) | native (Parquet list columns)
     quant_step: float = 0.04  # *output* quantized codec grid step: every log-prob within step/2
     shard_size: int = 256  # *output* samples per shard (the shard plan)
     max_length: int = 2048  # *output* tokens per sample, prompt included
@@ -59,7 +59,8 @@ class CaptureConfig(JobConfig):
                 raise ConfigError(f"capture: `{f}` is required")
         checks = [
             (self.k >= 0, "k must be >= 0"),
-            (self.codec in ("lossless", "quantized"), f"codec must be lossless or quantized, got {self.codec!r}"),
+            (self.codec in ("lossless", "quantized", "native"),
+             f"codec must be lossless, quantized or native, got {self.codec!r}"),
             (0 < self.quant_step <= 1, "quant_step must be in (0, 1]"),
             (self.shard_size >= 1, "shard_size must be >= 1"),
             (self.max_length >= 2, "max_length must be >= 2"),

@@ -93,8 +93,9 @@ class ForwardTopK:
 
 
 def encode_batch(batch: pa.Table, *, codec: dict | None) -> pa.Table:
-    """Encode each row's raw top-k arrays into the codec's two blobs (empty blobs when k = 0)."""
-    ids_blobs, lp_blobs = [b""] * batch.num_rows, [b""] * batch.num_rows
+    """Encode each row's raw top-k arrays into the codec's two cells: blobs (empty when k = 0), or the native
+    codec's (n, k) lists."""
+    ids_cells, lp_cells = [b""] * batch.num_rows, [b""] * batch.num_rows
     if codec:
         from pipeline.io.codec import CodecSpec, encode
 
@@ -103,8 +104,14 @@ def encode_batch(batch: pa.Table, *, codec: dict | None) -> pa.Table:
         for r, n in enumerate(batch.column("n_positions").to_pylist()):
             ids = raw_ids[r].values.to_numpy(zero_copy_only=False).reshape(n, spec.k)
             lps = raw_lps[r].values.to_numpy(zero_copy_only=False).reshape(n, spec.k)
-            ids_blobs[r], lp_blobs[r] = encode(spec, ids, lps)
+            ids_cells[r], lp_cells[r] = encode(spec, ids, lps)
     batch = batch.drop_columns(["topk_ids_raw", "topk_lp_raw"])
-    return batch.append_column("topk_ids", pa.array(ids_blobs, pa.binary())) \
-        .append_column("topk_logprobs", pa.array(lp_blobs, pa.binary()))
+    if codec and codec["name"] == "native":
+        from pipeline.io import native
+        from schemas.logit_shard import topk_types
 
+        ids_type, lp_type = topk_types(native.NAME, codec["k"])
+        return batch.append_column("topk_ids", native.column(ids_cells, ids_type)) \
+            .append_column("topk_logprobs", native.column(lp_cells, lp_type))
+    return batch.append_column("topk_ids", pa.array(ids_cells, pa.binary())) \
+        .append_column("topk_logprobs", pa.array(lp_cells, pa.binary()))

@@ -19,6 +19,8 @@ log-prob blob            an (n, k) matrix of non-negative integers, Rice coded r
                          errors do not add up along the row; decoded rows stay sorted): column 1 q_1, column j the
                          gap q_j - q_(j-1) >= 0. The top-1 sits on the grid too: fp16 would cost ~12 bits a row,
                          the grid ~6, for a bound that is step/2 either way.
+native                   no blobs: typed Parquet list columns any reader decodes (`pipeline.io.native`); encode and
+                         decode hand the two columns' cells to that module after the same checks.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ import zstandard
 
 from pipeline.io import bitpack
 from pipeline.errors import ConfigError, SchemaError
+from pipeline.io import native
 
-CODECS = ("lossless", "quantized")
+CODECS = ("lossless", "quantized", native.NAME)
 VERSION = 1  # bump when the blob layout changes; readers refuse versions they do not know
 FP16_MAX = 65504.0  # log-probs below -FP16_MAX (probability e^-65504, zero in any float) are refused
 LOSSLESS_RANGE = 32.0  # max_abs_error of the lossless codec holds for |log-prob| < this (p > 1.3e-14)
@@ -105,7 +108,8 @@ class CodecSpec:
 
         quantized: step/2 for every value, the top-1 included (all sit on one grid of `step`), plus the float32
         rounding of the decoded value, <= 2^-24 |lp| (< 1e-6 nats above -16).
-        lossless: fp16 rounding, half an fp16 ulp: 2^-7 for |lp| < 32 (p > 1.3e-14), 2^-11 |lp| below that.
+        lossless and native (both keep fp16 values): fp16 rounding, half an fp16 ulp: 2^-7 for |lp| < 32
+        (p > 1.3e-14), 2^-11 |lp| below that.
         """
         if self.name == "quantized":
             return self.step / 2
@@ -181,9 +185,12 @@ def _check(spec: CodecSpec, ids: np.ndarray, logprobs: np.ndarray) -> tuple[np.n
 
 # ---------------------------------------------------------------------------------------------------- codec
 def encode(spec: CodecSpec, ids: np.ndarray, logprobs: np.ndarray) -> tuple[bytes, bytes]:
-    """(ids (n, k) ints in [0, V), logprobs (n, k) float32 <= 0 sorted descending) -> (ids blob, log-prob blob)."""
+    """(ids (n, k) ints in [0, V), logprobs (n, k) float32 <= 0 sorted descending) -> (ids blob, log-prob blob);
+    native: the row's two cells, (int32 (n, k), float32 (n, k) holding fp16 values)."""
     spec.validate()
     ids, lps = _check(spec, ids, logprobs)
+    if spec.name == native.NAME:
+        return native.encode(ids, lps)
     lp_parts = _lossless_parts(lps) if spec.name == "lossless" else _quantized_parts(spec, lps)
     return _compress(spec, _id_parts(spec, ids)), _compress(spec, lp_parts)
 
@@ -193,6 +200,8 @@ def decode(spec: CodecSpec, ids_blob: bytes, lp_blob: bytes, n: int) -> tuple[np
     spec.validate()
     if not isinstance(n, (int, np.integer)) or n < 0:
         raise SchemaError(f"row count must be a non-negative integer, got {n!r}")
+    if spec.name == native.NAME:  # the cells of the two list columns, not blobs
+        return native.decode(spec.k, spec.vocab_size, ids_blob, lp_blob, int(n))
     ids = _decode_ids(spec, ids_blob, int(n))
     lps = _decode_lossless(spec, lp_blob, int(n)) if spec.name == "lossless" else _decode_quantized(spec, lp_blob,
                                                                                                        int(n))

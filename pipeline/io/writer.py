@@ -23,11 +23,17 @@ from pathlib import Path
 import pyarrow as pa
 
 from pipeline.errors import ShardError, WriteError
+from pipeline.io import native
 from pipeline.io.atomic import clean_tmp, sha256_file, write_parquet, write_text
 from pipeline.io.fs import Location, abort_uploads, check_bucket, location
 from schemas.manifest import Manifest, ShardEntry
 
 ROW_GROUP_ROWS = 64  # small row groups: the training loader streams a shard without loading it whole
+
+
+def write_options(schema: pa.Schema) -> dict:
+    """``pq.write_table`` options of a shard: zstd, small row groups, the native codec's column encodings."""
+    return native.parquet_options(schema, dict(compression="zstd", compression_level=3, row_group_size=ROW_GROUP_ROWS))
 
 
 def shard_file(index: int) -> str:
@@ -92,7 +98,7 @@ class ShardSetWriter:
     def write_shard(self, index: int, table: pa.Table, tokens: int) -> ShardEntry:
         """Write shard ``index`` whole, then its completion record."""
         part = self.folder / shard_file(index)
-        sent = write_parquet(part, table, compression="zstd", compression_level=3, row_group_size=ROW_GROUP_ROWS)
+        sent = write_parquet(part, table, **write_options(table.schema))
         size, sha256 = sent if sent else (part.size(), sha256_file(part))
         entry = ShardEntry(index=index, file=part.name, rows=table.num_rows, tokens=tokens, bytes=size, sha256=sha256,
                            first_sample=int(table.column("sample_index")[0].as_py()) if table.num_rows else -1)

@@ -20,12 +20,15 @@ class PublishConfig(JobConfig):
     overwrite: bool = False  # let staging remove files of stage_only that the dataset would not contain
     license: str = "other"  # card license: the source dataset's and the models' terms decide it
     checksums: bool = True  # sha256 every shard before publishing
-    commit_message: str | None = None
+    commit_message: str | None = None  # huggingface_hub 1.x upload_large_folder cannot set one (ignored there)
+    codec: str | None = None  # native | lossless: re-encode logit shards of another codec (None: as captured)
 
     def validate(self) -> None:
         """Raise ConfigError naming the field at fault."""
         for f in ("input", "repo_id"):
             if not getattr(self, f):
                 raise ConfigError(f"publish: `{f}` is required")
+        if self.codec not in (None, "native", "lossless"):
+            raise ConfigError(f"publish: codec must be native or lossless (or unset: as captured), got {self.codec!r}")
         if not self.license.strip():
             raise ConfigError("publish: license must not be empty (use `other` when unsure)")

@@ -29,10 +29,10 @@ def run_publish(cfg: PublishConfig, api=None) -> Published:
     sources = collect(cfg.input, checksums=cfg.checksums)
     if cfg.stage_only:
         with folder_lock(cfg.stage_only, "publish", cfg.repo_id):
-            staged = stage(sources, cfg.stage_only, cfg.repo_id, cfg.license, cfg.overwrite)
+            staged = stage(sources, cfg.stage_only, cfg.repo_id, cfg.license, cfg.overwrite, cfg.codec)
         return Published(staged, cfg.repo_id, None)
     with tempfile.TemporaryDirectory(prefix="logitfuse-publish-") as tmp:
-        staged = stage(sources, tmp, cfg.repo_id, cfg.license)
+        staged = stage(sources, tmp, cfg.repo_id, cfg.license, codec=cfg.codec)
         url = upload(tmp, cfg.repo_id, private=cfg.private, revision=cfg.revision,
                      commit_message=cfg.commit_message, api=api)
     return Published(staged, cfg.repo_id, url)

@@ -3,12 +3,14 @@
 Layout::
 
     README.md                                         dataset card with the `configs:` front matter
-    data/<config>/train-00000-of-00003.parquet        the shards, byte-identical (hard link, or copy)
+    data/<config>/train-00000-of-00003.parquet        the shards, byte-identical (hard link, or copy), or with
+                                                      ``codec`` their top-k re-encoded (``convert.py``)
     logitfuse/<config>/manifest.json                  the manifest, file names rewritten to ../../data/<config>/…
     logitfuse/<config>/vocab_map.parquet              aligned sets: the source→pivot vocabulary map
 
-``logitfuse/<config>`` is a complete shard folder (checksums unchanged), so ``ShardSet``/``verify`` read the staged
-or downloaded repo directly. Re-staging into the same folder keeps files that already match.
+``logitfuse/<config>`` is a complete shard folder (checksums unchanged, or those of the converted files), so
+``ShardSet``/``verify`` read the staged or downloaded repo directly. Re-staging into the same folder keeps files
+that already match.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import PublishError
-from pipeline.io.atomic import TMP_PREFIX, clean_tmp, sha256_file, write_text
+from pipeline.io.atomic import TMP_PREFIX, clean_tmp, sha256_file, write_parquet, write_text
 from pipeline.io.fs import Location
 from pipeline.io.reader import verify
 from pipeline.io.resolve import DATA_DIR, META_DIR
-from pipeline.publish import card
+from pipeline.io.writer import write_options
+from pipeline.publish import card, convert
 from pipeline.publish.discover import ShardSource
+from schemas.manifest import ShardEntry
 
 EXTRA_FILES = ("vocab_map.parquet",)  # travel next to the manifest when the shard folder has them
 
@@ -45,13 +49,19 @@ class Staged:
     bytes_written: int
 
 
-def _plan(sources: list[ShardSource]) -> dict[str, tuple[Location, str | None]]:
-    """Relative path in the repo → (source file, expected sha256 or None) for every data and extra file."""
+def _data_file(config: str, index: int, total: int) -> str:
+    return f"{DATA_DIR}/{config}/{staged_name(index, total)}"
+
+
+def _plan(sources: list[ShardSource], converted: set[str]) -> dict[str, tuple[Location, str | None]]:
+    """Relative path in the repo → (source file, expected sha256 or None) for every file placed as it is (data
+    files of ``converted`` configs are written by ``_convert`` instead)."""
     plan: dict[str, tuple[Path, str | None]] = {}
     for s in sources:
         n = len(s.shards)
         for i, e in enumerate(s.shards.manifest.shards):
-            plan[f"{DATA_DIR}/{s.config}/{staged_name(i, n)}"] = (s.shards.path(i), e.sha256)
+            if s.config not in converted:
+                plan[_data_file(s.config, i, n)] = (s.shards.path(i), e.sha256)
         for extra in EXTRA_FILES:
             if (s.shards.folder / extra).is_file():
                 plan[f"{META_DIR}/{s.config}/{extra}"] = (s.shards.folder / extra, None)
@@ -109,27 +119,56 @@ def _check_out(out: Path, sources: list[ShardSource], planned: set[str], overwri
             d.rmdir()
 
 
+def _convert(s: ShardSource, spec, out: Path) -> tuple[list[ShardEntry], int]:
+    """Write the config's shards re-encoded as ``spec``; their manifest entries and the bytes that changed."""
+    entries, written, n = [], 0, len(s.shards)
+    for i, e in enumerate(s.shards.manifest.shards):
+        rel = _data_file(s.config, i, n)
+        before = sha256_file(out / rel) if (out / rel).is_file() else None
+        table = convert.convert_shard(s.shards, i, spec)
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        write_parquet(out / rel, table, **write_options(table.schema))
+        size, sha = (out / rel).stat().st_size, sha256_file(out / rel)
+        written += size if sha != before else 0
+        entries.append(ShardEntry(index=i, file=f"../../{rel}", rows=table.num_rows, tokens=e.tokens, bytes=size,
+                                  sha256=sha, first_sample=e.first_sample))
+    return entries, written
+
+
 def stage(sources: list[ShardSource], out: str | Path, repo_id: str, license: str = "other",
-          overwrite: bool = False) -> Staged:
-    """Write the repo layout for ``sources`` into ``out``; keeps files already there that match."""
+          overwrite: bool = False, codec: str | None = None) -> Staged:
+    """Write the repo layout for ``sources`` into ``out``; keeps files already there that match. ``codec``
+    (native | lossless): re-encode the top-k of logit sets written with another codec."""
     out = Path(out)
-    plan = _plan(sources)
+    specs = {s.config: convert.target_spec(s.shards, codec) for s in sources
+             if convert.needs_conversion(s.shards, codec)}
+    plan = _plan(sources, set(specs))
+    converted = {_data_file(s.config, i, len(s.shards)) for s in sources if s.config in specs
+                 for i in range(len(s.shards))}
     meta = {f"{META_DIR}/{s.config}/manifest.json" for s in sources}
-    _check_out(out, sources, set(plan) | meta | {"README.md"}, overwrite)
+    _check_out(out, sources, set(plan) | converted | meta | {"README.md"}, overwrite)
     written = 0
     for rel, (src, sha) in plan.items():
         if not _same(out / rel, src, sha):
             _place(src, out / rel)
             written += src.size()
+    manifests = {}
     for s in sources:
+        if s.config in specs:
+            entries, w = _convert(s, specs[s.config], out)
+            manifests[s.config], written = convert.converted_manifest(s.shards, specs[s.config], entries), written + w
+            continue
         m = copy.deepcopy(s.shards.manifest)
         for i, e in enumerate(m.shards):
-            e.file = f"../../{DATA_DIR}/{s.config}/{staged_name(i, len(m.shards))}"
+            e.file = f"../../{_data_file(s.config, i, len(m.shards))}"
+        manifests[s.config] = m
+    for s in sources:
+        m = manifests[s.config]
         folder = out / META_DIR / s.config
         folder.mkdir(parents=True, exist_ok=True)
         write_text(folder / "manifest.json", m.to_json())
-    write_text(out / "README.md", card.render(sources, repo_id, license))
+    write_text(out / "README.md", card.render(sources, repo_id, license, manifests))
     problems = [p for s in sources for p in verify(out / META_DIR / s.config, checksums=False)]
     if problems:  # sizes, schemas and row counts of what was just placed
         raise PublishError(f"the staged folder {out} does not validate:\n  " + "\n  ".join(problems))
-    return Staged(out, [s.config for s in sources], len(plan) + len(meta) + 1, written)
+    return Staged(out, [s.config for s in sources], len(plan) + len(converted) + len(meta) + 1, written)

@@ -1,8 +1,14 @@
-"""Upload a staged folder as a Hub dataset repo with huggingface_hub (create_repo + upload_folder).
+"""Upload a staged folder as a Hub dataset repo with huggingface_hub: create_repo, then a resumable upload.
 
-``upload_folder`` hashes every file and skips those the repo already holds, so a rerun after an interrupted upload
-sends only what is missing. The token comes from huggingface_hub's usual places (``HF_TOKEN``, then the token file
-that ``hf auth login`` writes) and is never printed: error texts are scrubbed of it.
+Multi-GB sets must survive an interrupted upload. huggingface_hub 1.x has ``upload_large_folder`` for that (many
+commits, resumable from a local cache in the folder; it cannot take a commit message, and returns nothing): used
+whenever the installed ``HfApi`` has it. huggingface_hub 2.x dropped it: its ``upload_folder`` is the resumable,
+multi-commit upload itself when ``hf_xet`` is installed (a rerun skips committed files, deduplicates uploaded
+data), one commit without it (``check_resumable`` says so). ``publish`` stages into a fresh temporary folder each run,
+so what a rerun skips comes from the Hub side (committed files, uploaded LFS/xet data), not from a local cache
+(``upload_large_folder`` keeps one inside the folder, lost with it). The token comes from huggingface_hub's usual places
+(``HF_TOKEN``, then the token file that ``hf auth login`` writes) and is never printed: error texts are scrubbed of
+it.
 """
 
 from __future__ import annotations
@@ -46,6 +52,18 @@ def check_hub(module=None):
     return module
 
 
+def check_resumable(api) -> str | None:
+    """Why an upload through ``api`` would not resume after an interruption (None when it would)."""
+    if hasattr(api, "upload_large_folder"):
+        return None
+    import importlib.util
+
+    if importlib.util.find_spec("hf_xet") is None:
+        return ("hf_xet is not installed: huggingface_hub uploads the folder as one commit, which an interruption "
+                "loses (pip install hf_xet)")
+    return None
+
+
 def _scrub(text: str, token: str | None) -> str:
     text = text.replace(token, "***") if token else text
     return re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", text)  # any token-shaped string
@@ -70,9 +88,16 @@ def upload(folder: str | Path, repo_id: str, *, private: bool = False, revision:
         api.create_repo(repo_id, repo_type="dataset", exist_ok=True, visibility="private" if private else None)
         if revision and revision != "main":
             api.create_branch(repo_id, branch=revision, repo_type="dataset", exist_ok=True)
-        info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="dataset", revision=revision,
-                                 commit_message=commit_message or f"logitfuse publish ({folder.name})",
-                                 ignore_patterns=IGNORE)
+        if hasattr(api, "upload_large_folder"):  # huggingface_hub 1.x: no commit message, returns None
+            api.upload_large_folder(repo_id=repo_id, folder_path=str(folder), repo_type="dataset",
+                                    revision=revision, ignore_patterns=IGNORE)
+            info = f"https://huggingface.co/datasets/{repo_id}/tree/{revision or 'main'}"
+        else:
+            if why := check_resumable(api):
+                print(f"publish: {why}")
+            info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="dataset",
+                                     revision=revision, ignore_patterns=IGNORE,
+                                     commit_message=commit_message or f"logitfuse publish ({folder.name})")
     except PublishError:
         raise
     except Exception as e:  # network, permission, quota: name the repo, never the token

@@ -71,6 +71,33 @@ def test_aligned_shards_carry_the_sources_topk(aligned, source):
         assert mids.max(initial=-1) < 1280 and np.all(mids[~ok] == -1)
 
 
+def test_native_capture_aligns_like_the_lossless_one(aligned, tmp_path, capsys):
+    """capture codec=native holds the values lossless decodes to; align, validate and inspect read it."""
+    from pipeline.cli import main
+
+    out, _ = aligned
+    m = capture(ShardSet(out / "tiny-gpt2-bpe").manifest.config["input"], tmp_path, "tiny-gpt2-bpe", 6,
+                "codec=native")
+    assert m.codec["codec"] == "native" and m.shard_schema_version == 3
+    nat, lossless = ShardSet(tmp_path / "tiny-gpt2-bpe"), ShardSet(out / "tiny-gpt2-bpe")
+    assert str(nat.schema(0).field("topk_ids").type) == "list<element: fixed_size_list<element: int32>[6]>"
+    for a, b in zip(nat.iter_rows(), lossless.iter_rows()):
+        for x, y in zip(decode_topk(nat.codec(), a), decode_topk(lossless.codec(), b)):
+            assert np.array_equal(x, y), a["sample_id"]
+    cfg = align_cfg(out, [_spec(tmp_path, "tiny-gpt2-bpe")])
+    cfg.output = str(tmp_path)
+    run_align(cfg)
+    got, want = ShardSet(tmp_path / "aligned" / "tiny-gpt2-bpe"), ShardSet(out / "aligned" / "tiny-gpt2-bpe")
+    for a, b in zip(got.iter_rows(), want.iter_rows(), strict=True):
+        assert a.keys() == b.keys(), a["sample_id"]
+        for k in a:  # target_logprob is NaN where the target is not in the top-k
+            x, y = np.asarray(a[k]), np.asarray(b[k])
+            assert np.array_equal(x, y, equal_nan=x.dtype.kind == "f"), (a["sample_id"], k)
+    assert main(["validate", str(tmp_path / "tiny-gpt2-bpe")]) == 0
+    assert main(["inspect", str(tmp_path / "tiny-gpt2-bpe"), "--json"]) == 0
+    assert '"codec": "native"' in capsys.readouterr().out
+
+
 def test_rerun_resumes_and_other_settings_are_refused(aligned):
     out, manifests = aligned
     again = run_align(align_cfg(out, [_spec(out, "tiny-gpt2-bpe")]))

@@ -1,7 +1,12 @@
-"""Codec benchmark: bytes per captured position and throughput, against two baselines, on real top-k.
+"""Codec benchmark: bytes per captured position of every codec (lossless, quantized, native Parquet columns and
+the variants native was chosen from) and throughput, against two baselines, on the same real top-k.
 
     python tests/benchmarks/bench_codec.py                 # builds its own teacher (cached) and captures text
     python tests/benchmarks/bench_codec.py --shards DIR    # one model's capture output (the folder with manifest.json)
+
+Every `*_in_parquet_bytes_per_token` figure is the two top-k columns alone written as a shard writes them (row
+groups of 64 samples, `pipeline.io.writer.write_options`): the compact codecs' blobs pay Parquet's framing there, the
+native columns their list levels; `native_variant` lines say which readers decode each candidate layout.
 
 Prints one JSON line per figure. Default data: a byte-level BPE tokenizer (8k) trained on Python stdlib sources, a
 small GPT-2 shaped model trained on ~20k tokens of them for 600 steps (a few minutes on two quiet cores, capped
@@ -191,6 +196,118 @@ def bench_codec(spec: codec.CodecSpec, samples, positions: int, base_a: int, bas
     emit(f"{name}_decode_MBps", round(raw_mb / t_dec, 1), unit="MB/s of int32 ids + fp16 values", load_avg=load)
 
 
+# ---------------------------------------------------------------------------------------------------- native
+def _nested(cells: list[np.ndarray], k: int, value_type: pa.DataType, fixed: bool = True) -> pa.Array:
+    """list<fixed_size_list<value, k>> (or a flat list<value> of n*k when not ``fixed``) from per-sample (n, k)."""
+    flat = pa.array(np.concatenate([c.ravel() for c in cells]), value_type)
+    if not fixed:
+        return pa.ListArray.from_arrays(pa.array(np.r_[0, np.cumsum([c.size for c in cells])], pa.int32()), flat)
+    offsets = pa.array(np.r_[0, np.cumsum([len(c) for c in cells])], pa.int32())
+    return pa.ListArray.from_arrays(offsets, pa.FixedSizeListArray.from_arrays(flat, k))
+
+
+def _parquet_size(table: pa.Table, **options) -> tuple[int, bytes]:
+    from pipeline.io.writer import ROW_GROUP_ROWS
+
+    buf = io.BytesIO()
+    pq.write_table(table, buf, **({"row_group_size": ROW_GROUP_ROWS} | options))
+    return buf.getbuffer().nbytes, buf.getvalue()
+
+
+def _readers(data: bytes) -> dict[str, bool]:
+    """Which readers decode a file: polars and DuckDB (datasets reads through pyarrow, which decodes them all)."""
+    import tempfile
+
+    out = {}
+    with tempfile.NamedTemporaryFile(suffix=".parquet") as f:
+        f.write(data)
+        f.flush()
+        try:
+            import polars as pl
+
+            pl.read_parquet(f.name)
+            out["polars"] = True
+        except Exception:  # noqa: BLE001 - any failure means "this reader cannot"
+            out["polars"] = False
+        try:
+            import duckdb
+
+            duckdb.connect().execute(f"SELECT * FROM read_parquet('{f.name}')").fetchall()  # decodes every value
+            out["duckdb"] = True
+        except Exception:  # noqa: BLE001
+            out["duckdb"] = False
+    return out
+
+
+def native_variants(samples, k: int, positions: int) -> None:
+    """The layouts and encodings native was chosen from, each with the readers that decode it."""
+    ids = [s[0].astype(np.int32) for s in samples]
+    lp16 = [s[1].astype(np.float16) for s in samples]
+    lp32 = [c.astype(np.float32) for c in lp16]  # the same fp16 values, stored as float32
+    leaf = "list.element.list.element"
+    variants = {  # name -> (fixed inner lists, log-prob cells, write options)
+        "fp16 zstd-3 dictionary (pyarrow defaults)": (True, lp16, dict(compression="zstd", compression_level=3)),
+        "fp16 zstd-9": (True, lp16, dict(compression="zstd", compression_level=9, use_dictionary=False)),
+        "fp16 zstd-9 BYTE_STREAM_SPLIT": (True, lp16, dict(compression="zstd", compression_level=9,
+                                                            use_dictionary=False, use_byte_stream_split=True)),
+        "fp32 zstd-9 BYTE_STREAM_SPLIT (ids too)": (True, lp32, dict(
+            compression="zstd", compression_level=9, use_dictionary=False, use_byte_stream_split=True)),
+        "fp16 zstd-19": (True, lp16, dict(compression="zstd", compression_level=19, use_dictionary=False)),
+        "fp32 zstd-9 BSS log-probs only (native, capture)": (True, lp32, dict(
+            compression="zstd", compression_level=9, use_dictionary=False,
+            use_byte_stream_split=[f"topk_logprobs.{leaf}"])),
+        "fp32 zstd-19 BSS log-probs only": (True, lp32, dict(
+            compression="zstd", compression_level=19, use_dictionary=False,
+            use_byte_stream_split=[f"topk_logprobs.{leaf}"])),
+        "fp32 zstd-19 BSS, ids dictionary": (True, lp32, dict(
+            compression="zstd", compression_level=19, use_dictionary=[f"topk_ids.{leaf}"],
+            use_byte_stream_split=[f"topk_logprobs.{leaf}"])),
+        "fp32 zstd-9 BSS, ids dictionary": (True, lp32, dict(
+            compression="zstd", compression_level=9, use_dictionary=[f"topk_ids.{leaf}"],
+            use_byte_stream_split=[f"topk_logprobs.{leaf}"])),
+        "fp32 zstd-19 BYTE_STREAM_SPLIT (ids too)": (True, lp32, dict(
+            compression="zstd", compression_level=19, use_dictionary=False, use_byte_stream_split=True)),
+        "fp16 zstd-9 flat list<n*k>": (False, lp16, dict(compression="zstd", compression_level=9,
+                                                         use_dictionary=False)),
+        "fp32 zstd-9 BSS flat list<n*k>": (False, lp32, dict(compression="zstd", compression_level=9,
+                                                             use_dictionary=False, use_byte_stream_split=True)),
+    }
+    for name, (fixed, lps, options) in variants.items():
+        lp_type = pa.float16() if lps[0].dtype == np.float16 else pa.float32()
+        table = pa.table({"topk_ids": _nested(ids, k, pa.int32(), fixed),
+                          "topk_logprobs": _nested(lps, k, lp_type, fixed)})
+        size, data = _parquet_size(table, **options)
+        emit("native_variant_bytes_per_token", round(size / positions, 3), variant=name, **_readers(data))
+
+
+def in_parquet(spec: codec.CodecSpec, samples, positions: int) -> None:
+    """The top-k columns of ``spec`` written as a shard writer writes them: the figure a shard's size follows."""
+    from pipeline.io import native
+    from pipeline.io.writer import write_options
+    from schemas import logit_shard
+
+    cells = [codec.encode(spec, ids, lps) for ids, lps in samples]
+    ids_type, lp_type = logit_shard.topk_types(spec.name, spec.k)
+    if spec.name == native.NAME:
+        cols = [native.column([c[0] for c in cells], ids_type), native.column([c[1] for c in cells], lp_type)]
+    else:
+        cols = [pa.array([c[0] for c in cells], pa.binary()), pa.array([c[1] for c in cells], pa.binary())]
+    schema = pa.schema([pa.field(n, t.type) for n, t in zip(logit_shard.TOPK, cols)],
+                       metadata={k.encode(): v.encode() for k, v in spec.to_metadata().items()})
+    table = pa.Table.from_arrays(cols, schema=schema)
+    t_write, (size, data) = _best_time(lambda: _parquet_size(table, **write_options(table.schema)))
+    raw_mb = sum(s[0].size * 6 for s in samples) / 1e6
+    emit(f"{spec.name}_in_parquet_bytes_per_token", round(size / positions, 3), zstd_level=spec.zstd_level,
+         parquet_write_MBps=round(raw_mb / t_write, 1), load_avg=round(os.getloadavg()[0], 1), **_readers(data))
+    if spec.name == native.NAME:
+        t_dec, decoded = _best_time(lambda: [codec.decode(spec, i, p, len(i)) for i, p in zip(
+            table.column("topk_ids").to_pylist(), table.column("topk_logprobs").to_pylist())])
+        err = max(float(np.abs(d[1].astype(np.float64) - s[1]).max()) for d, s in zip(decoded, samples))
+        emit("native_max_abs_error_nats", round(err, 9), bound=round(spec.max_abs_error, 9), vs="float32 input")
+        emit("native_decode_MBps", round(raw_mb / t_dec, 1), unit="MB/s of int32 ids + fp16 values, from Python "
+             "lists (decode_topk on iter_rows)", load_avg=round(os.getloadavg()[0], 1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shards", help="capture output folder (default: build a teacher and capture stdlib text)")
@@ -211,6 +328,11 @@ def main() -> None:
     for name in ("lossless", "quantized"):
         spec = codec.CodecSpec(name=name, k=k, vocab_size=vocab, zstd_level=args.zstd_level)
         bench_codec(spec, samples, positions, base_a, base_b)
+    for name in ("lossless", "quantized", "native"):
+        in_parquet(codec.CodecSpec(name=name, k=k, vocab_size=vocab, zstd_level=args.zstd_level), samples, positions)
+    # the level trade-off: smaller, but how much slower to write (capture and publish use the spec's default, 9)
+    in_parquet(codec.CodecSpec(name="native", k=k, vocab_size=vocab, zstd_level=19), samples, positions)
+    native_variants(samples, k, positions)
 
 
 if __name__ == "__main__":

@@ -93,3 +93,34 @@ def test_missing_token_and_old_hub_are_clear(tmp_path, monkeypatch):
 
     with pytest.raises(PublishError, match="huggingface_hub 1.0.0 is too old"):
         up.check_hub(types.SimpleNamespace(__version__="1.0.0", HfApi=NoVisibility))
+
+
+class LargeFolderApi(RecordingApi):
+    """huggingface_hub 1.x: has upload_large_folder (resumable, many commits; no commit message, returns None)."""
+
+    def upload_large_folder(self, **kw):
+        folder = Path(kw["folder_path"])
+        self.uploaded = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+        self.calls.append(("upload_large_folder", kw))
+
+
+def test_upload_large_folder_when_the_hub_has_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    (tmp_path / "README.md").write_text("card")
+    api = LargeFolderApi()
+    url = up.upload(tmp_path, "my-org/x", revision="v2", commit_message="ignored by upload_large_folder", api=api)
+    assert [c[0] for c in api.calls] == ["create_repo", "create_branch", "upload_large_folder"]
+    assert api.calls[-1][1] == {"repo_id": "my-org/x", "folder_path": str(tmp_path), "repo_type": "dataset",
+                                "revision": "v2", "ignore_patterns": up.IGNORE}
+    assert api.uploaded == {"README.md"} and url == "https://huggingface.co/datasets/my-org/x/tree/v2"
+    assert up.check_resumable(api) is None
+    # huggingface_hub 2.x has no upload_large_folder: upload_folder is its resumable upload when hf_xet is there
+    import huggingface_hub
+
+    assert hasattr(huggingface_hub.HfApi, "upload_large_folder") or hasattr(huggingface_hub.HfApi, "upload_folder")
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    assert "hf_xet is not installed" in up.check_resumable(RecordingApi())
+    up.upload(tmp_path, "my-org/x", api=RecordingApi())
+    assert "publish: hf_xet is not installed" in capsys.readouterr().out
