@@ -15,7 +15,7 @@ from pipeline.io.reader import ShardSet, decode_topk, verify
 from pipeline.io.writer import ShardSetWriter
 from schemas import logit_shard
 from schemas.manifest import Manifest
-from tests.capture.test_codec import adversarial_rows, topk_rows
+from tests.io.test_codec import adversarial_rows, topk_rows
 
 K, VOCAB = 6, 5000
 LENGTHS = [7, 0, 31, 1, 12]  # positions per sample; a sample with none included
