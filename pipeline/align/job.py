@@ -138,7 +138,7 @@ def flags_meta(k: int, src: ShardSet, piv: ShardSet) -> dict[str, str]:
 def run_align(cfg: AlignConfig) -> dict[str, Manifest]:
     """Align every source of ``cfg`` onto the pivot; resumable per shard."""
     cfg.pivot, cfg.pivot_model = local_path(cfg.pivot), local_path(cfg.pivot_model)
-    cfg.output = location(cfg.output).url  # to be created: never a Hub id; a local one made absolute
+    cfg.output = location(cfg.output).uri  # to be created: never a Hub id; a local one made absolute
     for s in cfg.sources:
         s.shards, s.model, s.vocab_map = local_path(s.shards), local_path(s.model), local_path(s.vocab_map)
     for spec in [cfg.pivot, cfg.output, *(x for s in cfg.sources for x in (s.shards, s.vocab_map) if x)]:

@@ -79,7 +79,7 @@ def run_capture(cfg: CaptureConfig) -> Manifest:
     """Capture ``cfg.model`` over ``cfg.input``; resumes, and refuses a folder of another configuration or one
     another live capture is writing."""
     cfg.input, cfg.model = local_path(cfg.input), local_path(cfg.model)
-    cfg.output = location(cfg.output).url  # to be created: never a Hub id; a local one made absolute
+    cfg.output = location(cfg.output).uri  # to be created: never a Hub id; a local one made absolute
     for spec in (cfg.input, cfg.output):  # one clear error for credentials, bucket or endpoint, before any work
         if is_url(spec) and not spec.startswith("hf://"):
             check_bucket(location(spec))

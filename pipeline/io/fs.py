@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pyarrow.fs as pafs
 
@@ -47,15 +47,17 @@ def is_url(spec: str | os.PathLike) -> bool:
 
 @dataclass(frozen=True)
 class Location:
-    """One file or folder: ``fs`` and ``path`` for pyarrow, ``url`` to print and to pass to other processes.
+    """One file or folder: ``fs`` and ``path`` for pyarrow, ``url`` to print, ``uri`` to pass to other processes.
 
-    Pass ``url`` (never the filesystem object) to Ray tasks and workers: each process resolves it again, so no
-    credential is ever pickled."""
+    Pass ``uri`` (never the filesystem object) to Ray tasks and workers: each process resolves it again, so no
+    credential is ever pickled; ``uri`` is ``url`` plus the URL parameters the user gave (``?endpoint_override=…``),
+    which the other process needs to reach the same store."""
 
     fs: pafs.FileSystem
     path: str
     url: str
     options: tuple = field(default=(), compare=False, repr=False)  # endpoint/region the fs was built with
+    query: str = field(default="", compare=False, repr=False)  # URL parameters given explicitly (endpoint_override…)
 
     def __str__(self) -> str:
         return self.url
@@ -69,7 +71,12 @@ class Location:
         path = posixpath.normpath(posixpath.join(self.path, name))  # manifests may name ../../data/… files
         url = (posixpath.normpath(posixpath.join(self.url, name)) if self.local
                else f"{self.scheme}://{path}")
-        return Location(self.fs, path, url, self.options)
+        return Location(self.fs, path, url, self.options, self.query)
+
+    @property
+    def uri(self) -> str:
+        """``url`` with the URL parameters it was given: what another process resolves to reach the same store."""
+        return f"{self.url}?{self.query}" if self.query else self.url
 
     @property
     def scheme(self) -> str:
@@ -270,7 +277,7 @@ def location(spec: str | os.PathLike | Location) -> Location:
     opts = _s3_endpoint(query) if scheme == "s3" else {}
     path = posixpath.normpath(f"{parts.netloc}/{parts.path.lstrip('/')}").rstrip("/")
     options = tuple(sorted(opts.items()))
-    return Location(_filesystem(scheme, options), path, f"{scheme}://{path}", options)
+    return Location(_filesystem(scheme, options), path, f"{scheme}://{path}", options, urlencode(sorted(query.items())))
 
 
 def check_bucket(loc: Location) -> None:

@@ -21,6 +21,10 @@ def test_local_paths_and_url_parsing(tmp_path):
     s = lfs.location("s3://bkt/some/prefix/?endpoint_override=127.0.0.1:1&scheme=http")
     assert (s.scheme, s.path, s.url) == ("s3", "bkt/some/prefix", "s3://bkt/some/prefix")
     assert (s / "part-00000.parquet").url == "s3://bkt/some/prefix/part-00000.parquet"
+    # another process resolving the uri reaches the same endpoint
+    assert (s / "p").uri == "s3://bkt/some/prefix/p?endpoint_override=127.0.0.1%3A1&scheme=http"
+    assert lfs.location((s / "p").uri).options == s.options == (("endpoint_override", "127.0.0.1:1"),
+                                                                  ("region", "us-east-1"), ("scheme", "http"))
     assert (s / "../../data/x").url == "s3://bkt/data/x"
     with pytest.raises(StorageError, match=r"s3://\*\*\*@bkt/p: credentials do not belong in the URL"):
         lfs.location("s3://KEY:SECRET@bkt/p")
