@@ -20,6 +20,7 @@ from pipeline.io.atomic import write_text
 from pipeline.io.lock import folder_lock
 from pipeline.io.writer import ShardSetWriter, shard_file
 from pipeline.ray_utils import unwrap_errors
+from pipeline.trace import mark
 from schemas import logit_shard
 from schemas.manifest import Manifest
 
@@ -85,8 +86,11 @@ def run_capture(cfg: CaptureConfig) -> Manifest:
 
 def _capture(cfg: CaptureConfig) -> Manifest:
     t0 = time.time()
+    mark("job.start")
     samples = load_samples(cfg.input, cfg.limit)
+    mark("job.samples_loaded")
     tok = load_tokenizer(cfg.model, cfg.revision, cfg.trust_remote_code)
+    mark("job.tokenizer_loaded")
     vocab = _vocab_size(cfg, tok)
     check_vocab(tok, vocab, cfg.model)
     if cfg.k > vocab:
@@ -101,6 +105,7 @@ def _capture(cfg: CaptureConfig) -> Manifest:
     describe = {k: getattr(cfg, k) for k in CaptureConfig.OUTPUT_KEYS} | fps | {"dtype": dtype} | versions
     fingerprint = hashlib.sha256(json.dumps([cfg.fingerprint(list(CaptureConfig.OUTPUT_KEYS)), fps, dtype,
                                              versions], sort_keys=True).encode()).hexdigest()[:16]
+    mark("job.fingerprinted")
     name, out = model_name(cfg), output_folder(cfg)
     writer = ShardSetWriter(out, fingerprint, describe, overwrite=cfg.overwrite)
     n_shards = -(-len(samples) // cfg.shard_size)
@@ -116,6 +121,7 @@ def _capture(cfg: CaptureConfig) -> Manifest:
     schema = logit_shard.schema(extra)
     if missing:
         _run_pipeline(cfg, samples, missing, writer, schema, codec, device, dtype)
+    mark("job.pipeline_done")
     counts, fwd = _counts(out, n_shards)
     stats = {"padding_fraction": fwd["pad_tokens"] / max(fwd["pad_tokens"] + fwd["real_tokens"], 1),
              "forward_seconds": round(fwd["forward_seconds"], 3), "seconds": round(time.time() - t0, 3),
@@ -125,7 +131,9 @@ def _capture(cfg: CaptureConfig) -> Manifest:
                         num_samples=len(samples), plan_fingerprint=fps["plan"], shards=[],
                         fingerprints=fps | {"model_method": model_fp_method}, codec=extra, counts=counts,
                         stats=stats, config=cfg.to_dict())
-    return writer.finalize(manifest)
+    manifest = writer.finalize(manifest)
+    mark("job.end")
+    return manifest
 
 
 def _counts(out: Path, n_shards: int) -> tuple[dict[str, int], dict[str, float]]:
@@ -156,9 +164,11 @@ def _run_pipeline(cfg, samples, missing, writer, schema, codec, device, dtype) -
     from pipeline.ray_utils import ensure_ray, quiet_ray_data
 
     req = actor_resources(cfg.num_actors, cfg.gpus_per_actor, cfg.cpus_per_actor, device)
+    mark("job.pipeline_start")
     ensure_ray(cfg.ray_address)
     check_cluster(req)
     quiet_ray_data(progress=False)
+    mark("job.ray_ready")
     # One block per shard, processed whole by every stage: a shard's micro-batches (and so every float in it)
     # do not depend on which other shards this run computes, so a resumed run equals an uninterrupted one.
     ds = ray.data.from_arrow([_plan_table(samples, cfg.shard_size, [i]) for i in missing])
@@ -178,7 +188,9 @@ def _run_pipeline(cfg, samples, missing, writer, schema, codec, device, dtype) -
     want = _rows_in(queue[0], cfg.shard_size, len(samples))
     have = 0
     bar = tqdm(total=len(missing), desc=f"capture {writer.folder.name}", unit="shard", disable=not cfg.progress)
+    mark("job.plan_built")
     for batch in unwrap_errors(ds.iter_batches(batch_format="pyarrow", batch_size=None)):
+        mark("job.batch_received")
         while batch.num_rows:
             take = min(want - have, batch.num_rows)
             pending.append(batch.slice(0, take))
