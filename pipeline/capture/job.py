@@ -171,7 +171,9 @@ def _run_pipeline(cfg, samples, missing, writer, schema, codec, device, dtype) -
     mark("job.ray_ready")
     # One block per shard, processed whole by every stage: a shard's micro-batches (and so every float in it)
     # do not depend on which other shards this run computes, so a resumed run equals an uninterrupted one.
-    ds = ray.data.from_arrow([_plan_table(samples, cfg.shard_size, [i]) for i in missing])
+    # from_blocks keeps the blocks as given and reads their metadata here; from_arrow would run a remote task per
+    # table for it (a worker start before the pipeline can even be planned)
+    ds = ray.data.from_blocks([_plan_table(samples, cfg.shard_size, [i]) for i in missing])
     ds = ds.map_batches(tokenize_batch, batch_size=None, batch_format="pyarrow", num_cpus=0.5, fn_kwargs=dict(
         model=cfg.model, max_length=cfg.max_length, overlength=cfg.overlength, chat_template=cfg.chat_template,
         append_eos=cfg.append_eos, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code))
