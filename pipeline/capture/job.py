@@ -156,7 +156,7 @@ def _counts(out: Path, n_shards: int) -> tuple[dict[str, int], dict[str, float]]
 
 def _run_pipeline(cfg, samples, missing, writer, schema, codec, device, dtype) -> None:
     import ray
-    from ray.data import ActorPoolStrategy
+    from ray.data import ActorPoolStrategy, TaskPoolStrategy
     from tqdm import tqdm
 
     from pipeline.capture.placement import actor_resources, check_cluster
@@ -174,7 +174,10 @@ def _run_pipeline(cfg, samples, missing, writer, schema, codec, device, dtype) -
     # from_blocks keeps the blocks as given and reads their metadata here; from_arrow would run a remote task per
     # table for it (a worker start before the pipeline can even be planned)
     ds = ray.data.from_blocks([_plan_table(samples, cfg.shard_size, [i]) for i in missing])
-    ds = ds.map_batches(tokenize_batch, batch_size=None, batch_format="pyarrow", num_cpus=0.5, fn_kwargs=dict(
+    # One tokenize task per actor at a time keeps every actor fed (a shard tokenizes far faster than it forwards),
+    # and no more cold workers importing torch + transformers than that compete with the actors' start-up.
+    ds = ds.map_batches(tokenize_batch, batch_size=None, batch_format="pyarrow", num_cpus=0.5,
+                        compute=TaskPoolStrategy(size=cfg.num_actors), fn_kwargs=dict(
         model=cfg.model, max_length=cfg.max_length, overlength=cfg.overlength, chat_template=cfg.chat_template,
         append_eos=cfg.append_eos, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code))
     ds = ds.map_batches(ForwardTopK, batch_size=None, batch_format="pyarrow",
