@@ -12,8 +12,6 @@ import pyarrow.compute as pc
 
 from pipeline.capture.config import CaptureConfig
 from pipeline.capture.inputs import Sample, load_samples, plan_fingerprint
-from pipeline.capture.model import (check_vocab, load_tokenizer, model_fingerprint, resolve_device, resolve_dtype,
-                                    resolve_model_path, template_fingerprint, tokenizer_fingerprint)
 from pipeline.config import local_path
 from pipeline.errors import ConfigError, ModelLoadError
 from pipeline.io.atomic import write_text
@@ -34,6 +32,8 @@ def model_name(cfg: CaptureConfig) -> str:
 
 def _vocab_size(cfg: CaptureConfig, tok) -> int:
     from transformers import AutoConfig
+
+    from pipeline.capture.model import resolve_model_path
 
     try:
         mc = AutoConfig.from_pretrained(resolve_model_path(cfg.model), revision=cfg.revision,
@@ -85,6 +85,10 @@ def run_capture(cfg: CaptureConfig) -> Manifest:
 
 
 def _capture(cfg: CaptureConfig) -> Manifest:
+    # torch and transformers load here, not when the module is imported: `--help` and a bad config stay instant
+    from pipeline.capture.model import (check_vocab, load_tokenizer, model_fingerprint, resolve_device, resolve_dtype,
+                                        template_fingerprint, tokenizer_fingerprint)
+
     t0 = time.time()
     mark("job.start")
     samples = load_samples(cfg.input, cfg.limit)
