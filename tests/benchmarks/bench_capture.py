@@ -116,7 +116,8 @@ def startup_breakdown(marks: Path) -> dict[str, float]:
     if ends and "job.end" in out:  # after the last forward: encode, hand-over and write of the last shard, manifest
         out["tail_after_last_forward"] = round(start["t"] + out["job.end"] - ends[-1], 2)
     # worker processes that imported the stages during this job (cold starts: each imports torch + transformers)
-    out["cold_workers"] = len({m["pid"] for m in events if m["event"] == "stages.imported" and m["pid"] != start["pid"]})
+    out["cold_workers"] = len({m["pid"] for m in events
+                               if m["event"] == "stages.imported" and m["pid"] != start["pid"]})
     return out
 
 
