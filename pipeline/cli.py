@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 
 from pipeline.errors import LogitfuseError
@@ -28,13 +29,19 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with every available subcommand."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser with every available subcommand. With ``command``, only that subcommand's module is
+    imported (its options and epilog); the others are listed by name and help text, so one command does not pay
+    for every other command's imports (pyarrow, yaml, Ray client...)."""
     p = argparse.ArgumentParser(prog="logitfuse", description=(
         "Logit datasets and model fusion on Ray: capture top-k logits of source LLMs into Parquet shards, align "
         "them to a pivot's tokenizer, and fuse them into the pivot with SFT + ULD + GLD."))
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name, (help_text, module) in COMMANDS.items():
+        if command is not None and name != command:
+            if importlib.util.find_spec(module) is not None:  # listed without importing it
+                sub.add_parser(name, help=help_text, description=help_text)
+            continue
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:
@@ -51,11 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``logitfuse`` script."""
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
     if argv and argv[0] in CONFIG_COMMANDS:  # the job parses its own CONFIG key=value list
         from pipeline.commands.jobs import run_job
 
         return run_job(argv[0], argv[1:])
+    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else "")
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()

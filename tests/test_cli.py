@@ -27,3 +27,16 @@ def test_no_command_prints_the_overview(capsys):
     assert main([]) == 1
     out = capsys.readouterr().out
     assert all(name in out for name in COMMANDS)
+
+
+def test_a_job_command_does_not_import_torch_transformers_or_ray_before_it_runs():
+    """`logitfuse capture --help` (and so a config error) answers without the heavy imports: they load when the
+    job runs, and no other command's module is imported on the way."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom pipeline.cli import main\ntry:\n    main(['capture', '--help'])\nexcept SystemExit:\n"
+            "    pass\nprint(sorted(m for m in ('torch', 'transformers', 'ray', 'polars', 'matplotlib', "
+            "'pipeline.commands.validate', 'pipeline.commands.submit') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"

@@ -11,16 +11,14 @@ import pyarrow.compute as pc
 
 from pipeline.capture.config import CaptureConfig
 from pipeline.capture.inputs import Sample, load_samples, plan_fingerprint
-from pipeline.capture.model import resolve_device, resolve_dtype
 from pipeline.config import local_path
 from pipeline.errors import ConfigError, ModelLoadError
 from pipeline.io.atomic import write_text
 from pipeline.io.fs import Location, check_bucket, is_url, location
 from pipeline.io.lock import folder_lock
 from pipeline.io.writer import ShardSetWriter, shard_file
-from pipeline.modeling.load import (check_vocab, load_tokenizer, model_fingerprint, resolve_model_path,
-                                     template_fingerprint, tokenizer_fingerprint)
 from pipeline.ray_utils import unwrap_errors
+from pipeline.trace import mark
 from schemas import logit_shard
 from schemas.manifest import Manifest, ShardPlan
 
@@ -34,6 +32,8 @@ def model_name(cfg: CaptureConfig) -> str:
 
 def _vocab_size(cfg: CaptureConfig, tok) -> int:
     from transformers import AutoConfig
+
+    from pipeline.modeling.load import resolve_model_path
 
     try:
         mc = AutoConfig.from_pretrained(resolve_model_path(cfg.model), revision=cfg.revision,
@@ -88,9 +88,17 @@ def run_capture(cfg: CaptureConfig) -> Manifest:
 
 
 def _capture(cfg: CaptureConfig) -> Manifest:
+    # torch and transformers load here, not when the module is imported: `--help` and a bad config stay instant
+    from pipeline.capture.model import resolve_device, resolve_dtype
+    from pipeline.modeling.load import (check_vocab, load_tokenizer, model_fingerprint, template_fingerprint,
+                                        tokenizer_fingerprint)
+
     t0 = time.time()
+    mark("job.start")
     samples = load_samples(cfg.input, cfg.limit)
+    mark("job.samples_loaded")
     tok = load_tokenizer(cfg.model, cfg.revision, cfg.trust_remote_code)
+    mark("job.tokenizer_loaded")
     vocab = _vocab_size(cfg, tok)
     check_vocab(tok, vocab, cfg.model)
     if cfg.k > vocab:
@@ -105,6 +113,7 @@ def _capture(cfg: CaptureConfig) -> Manifest:
     describe = {k: getattr(cfg, k) for k in CaptureConfig.OUTPUT_KEYS} | fps | {"dtype": dtype} | versions
     fingerprint = hashlib.sha256(json.dumps([cfg.fingerprint(list(CaptureConfig.OUTPUT_KEYS)), fps, dtype,
                                              versions], sort_keys=True).encode()).hexdigest()[:16]
+    mark("job.fingerprinted")
     name, out = model_name(cfg), output_folder(cfg)
     writer = ShardSetWriter(out, fingerprint, describe, overwrite=cfg.overwrite)
     plan = ShardPlan(len(samples), cfg.shard_size)
@@ -120,6 +129,7 @@ def _capture(cfg: CaptureConfig) -> Manifest:
     schema = logit_shard.schema(extra)
     if missing:
         _run_pipeline(cfg, samples, plan, missing, writer, schema, codec, device, dtype)
+    mark("job.pipeline_done")
     counts, fwd = _counts(out, plan.num_shards)
     stats = {"padding_fraction": fwd["pad_tokens"] / max(fwd["pad_tokens"] + fwd["real_tokens"], 1),
              "forward_seconds": round(fwd["forward_seconds"], 3), "seconds": round(time.time() - t0, 3),
@@ -129,7 +139,9 @@ def _capture(cfg: CaptureConfig) -> Manifest:
                         num_samples=len(samples), plan_fingerprint=fps["plan"], shards=[],
                         fingerprints=fps | {"model_method": model_fp_method}, codec=extra, counts=counts,
                         stats=stats, config=cfg.to_dict())
-    return writer.finalize(manifest)
+    manifest = writer.finalize(manifest)
+    mark("job.end")
+    return manifest
 
 
 def _counts(out: Location, n_shards: int) -> tuple[dict[str, int], dict[str, float]]:
@@ -153,7 +165,7 @@ def _counts(out: Location, n_shards: int) -> tuple[dict[str, int], dict[str, flo
 
 def _run_pipeline(cfg, samples, plan, missing, writer, schema, codec, device, dtype) -> None:
     import ray
-    from ray.data import ActorPoolStrategy
+    from ray.data import ActorPoolStrategy, TaskPoolStrategy
     from tqdm import tqdm
 
     from pipeline.capture.placement import actor_resources, check_cluster
@@ -161,13 +173,20 @@ def _run_pipeline(cfg, samples, plan, missing, writer, schema, codec, device, dt
     from pipeline.ray_utils import ensure_ray, quiet_ray_data
 
     req = actor_resources(cfg.num_actors, cfg.gpus_per_actor, cfg.cpus_per_actor, device)
+    mark("job.pipeline_start")
     ensure_ray(cfg.ray_address)
     check_cluster(req)
     quiet_ray_data(progress=False)
+    mark("job.ray_ready")
     # One block per shard, processed whole by every stage: a shard's micro-batches (and so every float in it)
     # do not depend on which other shards this run computes, so a resumed run equals an uninterrupted one.
-    ds = ray.data.from_arrow([_plan_table(samples, plan, [i]) for i in missing])
-    ds = ds.map_batches(tokenize_batch, batch_size=None, batch_format="pyarrow", num_cpus=0.5, fn_kwargs=dict(
+    # from_blocks keeps the blocks as given and reads their metadata here; from_arrow would run a remote task per
+    # table for it (a worker start before the pipeline can even be planned)
+    ds = ray.data.from_blocks([_plan_table(samples, plan, [i]) for i in missing])
+    # One tokenize task per actor at a time keeps every actor fed (a shard tokenizes far faster than it forwards),
+    # and no more cold workers importing torch + transformers than that compete with the actors' start-up.
+    ds = ds.map_batches(tokenize_batch, batch_size=None, batch_format="pyarrow", num_cpus=0.5,
+                        compute=TaskPoolStrategy(size=cfg.num_actors), fn_kwargs=dict(
         model=cfg.model, max_length=cfg.max_length, overlength=cfg.overlength, chat_template=cfg.chat_template,
         append_eos=cfg.append_eos, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code))
     ds = ds.map_batches(ForwardTopK, batch_size=None, batch_format="pyarrow",
@@ -183,7 +202,9 @@ def _run_pipeline(cfg, samples, plan, missing, writer, schema, codec, device, dt
     want = plan.rows(queue[0])
     have = 0
     bar = tqdm(total=len(missing), desc=f"capture {writer.folder.name}", unit="shard", disable=not cfg.progress)
+    mark("job.plan_built")
     for batch in unwrap_errors(ds.iter_batches(batch_format="pyarrow", batch_size=None)):
+        mark("job.batch_received")
         while batch.num_rows:
             take = min(want - have, batch.num_rows)
             pending.append(batch.slice(0, take))

@@ -17,8 +17,10 @@ from pipeline.capture.inputs import Sample
 from pipeline.capture.model import LoadOptions, load_model, resolve_dtype
 from pipeline.capture.render import tokenize_sample, uses_template
 from pipeline.modeling.load import load_tokenizer
+from pipeline.trace import mark
 
 I32_LIST, F32_LIST = pa.list_(pa.int32()), pa.list_(pa.float32())
+mark("stages.imported")  # in a Ray worker: the stage's imports are done
 
 
 @lru_cache(maxsize=4)
@@ -31,6 +33,7 @@ def _tokenizer(model: str, revision: str | None, trust_remote_code: bool):
 def tokenize_batch(batch: pa.Table, *, model: str, max_length: int, overlength: str, chat_template: str,
                    append_eos: bool, revision: str | None = None, trust_remote_code: bool = False) -> pa.Table:
     """Render and tokenize a batch of samples (columns: sample_index, sample_id, messages)."""
+    mark("tokenize.start")
     tok, special = _tokenizer(model, revision, trust_remote_code)
     use_template = uses_template(tok, chat_template)
     cols: dict[str, list] = {k: [] for k in ("input_ids", "response_start", "char_start", "char_end",
@@ -42,6 +45,7 @@ def tokenize_batch(batch: pa.Table, *, model: str, max_length: int, overlength: 
         for key in ("input_ids", "response_start", "char_start", "char_end", "n_positions", "status"):
             cols[key].append(getattr(t, key))
         cols["response_sha256"].append(s.response_sha256)
+    mark("tokenize.end")
     return pa.table({
         "sample_index": batch.column("sample_index"),
         "sample_id": batch.column("sample_id"),
@@ -60,6 +64,7 @@ class ForwardTopK:
 
     def __init__(self, model: str, device: str, dtype: str, k: int, token_budget: int, head_chunk: int,
                  torch_threads: int, options: LoadOptions = LoadOptions()):
+        mark("actor.init_start")
         import torch
 
         # Ray sets OMP_NUM_THREADS from the actor's (fractional) CPU share; on CPU we want every core.
@@ -67,6 +72,7 @@ class ForwardTopK:
         self.k = k
         self.budget, self.chunk = token_budget, head_chunk
         self.model = load_model(model, device, resolve_dtype(dtype, device), options) if k > 0 else None
+        mark("actor.model_loaded")
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         from pipeline.capture.topk import forward_topk
@@ -74,6 +80,7 @@ class ForwardTopK:
         import time
 
         n, t0 = batch.num_rows, time.perf_counter()
+        mark("actor.call_start")
         if self.model is None:  # k = 0: tokens only, no forward pass
             ids = lps = [[] for _ in range(n)]
             pad = real = 0
@@ -85,6 +92,7 @@ class ForwardTopK:
             lps = [lp.numpy().astype(np.float32).ravel() for _, lp in res]
         # counters ride on the first row of the batch; the driver sums them
         seconds = time.perf_counter() - t0
+        mark("actor.call_end")
         return batch.append_column("topk_ids_raw", pa.array(ids, I32_LIST)) \
             .append_column("topk_lp_raw", pa.array(lps, F32_LIST)) \
             .append_column("pad_tokens", pa.array([pad] + [0] * (n - 1), pa.int64())) \
@@ -95,6 +103,7 @@ class ForwardTopK:
 def encode_batch(batch: pa.Table, *, codec: dict | None) -> pa.Table:
     """Encode each row's raw top-k arrays into the codec's two cells: blobs (empty when k = 0), or the native
     codec's (n, k) lists."""
+    mark("encode.start")
     ids_cells, lp_cells = [b""] * batch.num_rows, [b""] * batch.num_rows
     if codec:
         from pipeline.io.codec import CodecSpec, encode
@@ -105,6 +114,7 @@ def encode_batch(batch: pa.Table, *, codec: dict | None) -> pa.Table:
             ids = raw_ids[r].values.to_numpy(zero_copy_only=False).reshape(n, spec.k)
             lps = raw_lps[r].values.to_numpy(zero_copy_only=False).reshape(n, spec.k)
             ids_cells[r], lp_cells[r] = encode(spec, ids, lps)
+    mark("encode.end")
     batch = batch.drop_columns(["topk_ids_raw", "topk_lp_raw"])
     if codec and codec["name"] == "native":
         from pipeline.io import native

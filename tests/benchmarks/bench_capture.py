@@ -4,7 +4,10 @@ Prints one JSON line per figure. The model is a GPT-2 shaped LM big enough that 
 (as it does for real models); the Ray cluster is started before timing (a cluster outlives jobs). The job's fixed
 start-up (Ray Data plan, actor start, model load) is reported on its own: it does not grow with the data, so the
 ratio depends on the workload size: ``--samples 600,3000`` measures each size side by side in one run (bare, then
-job, per size), so a machine shared with other work loads both sides alike.
+job, per size), so a machine shared with other work loads both sides alike. The ``startup`` figure breaks the
+start-up down from start-up marks (``pipeline/trace.py``) of the driver, the tasks and the actor: seconds from the
+job's start to each first event; ``cli_startup`` times a fresh ``logitfuse capture --help`` (the imports a
+command pays before its job runs).
 Usage: python tests/benchmarks/bench_capture.py [--samples 600,3000] [--layers 6] [--hidden 384]
 """
 
@@ -15,6 +18,8 @@ import json
 import os
 import random
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -59,14 +64,64 @@ def main() -> None:
 
     import ray
 
+    from pipeline import trace
+
+    cli_startup()
     model_path = build_model(args.hidden, args.layers)
+    marks = Path(tempfile.mkdtemp(prefix="bench_capture-trace-")) / "trace.jsonl"
+    os.environ[trace.ENV] = str(marks)  # before ray.init: the workers inherit it
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)  # a cluster outlives jobs
     for n in [int(x) for x in args.samples.split(",")]:
-        measure(model_path, n, args.k)
+        measure(model_path, n, args.k, marks)
     ray.shutdown()
+    shutil.rmtree(marks.parent, ignore_errors=True)
 
 
-def measure(model_path: Path, samples: int, k: int) -> None:
+def cli_startup() -> None:
+    """Wall time of a fresh ``logitfuse capture --help``: interpreter start and the imports before a job runs."""
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "pipeline.cli", "capture", "--help"], check=True,
+                   stdout=subprocess.DEVNULL, env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[2])})
+    print(json.dumps({"bench": "capture", "figure": "cli_startup_s", "value": round(time.perf_counter() - t0, 2),
+                      "what": "python -m pipeline.cli capture --help in a fresh process",
+                      "loadavg_1m": round(os.getloadavg()[0], 1)}), flush=True)
+
+
+# first occurrence of each event after the job's start, in the order a run reaches them; a worker's imports are
+# told apart by process: "stages.imported@actor" (the forward actor's), "stages.imported@task" (a tokenize task's)
+STARTUP_EVENTS = ("job.samples_loaded", "job.tokenizer_loaded", "job.fingerprinted", "job.pipeline_start",
+                  "job.ray_ready", "job.plan_built", "stages.imported@task", "tokenize.start", "tokenize.end",
+                  "stages.imported@actor", "actor.init_start", "actor.model_loaded", "actor.call_start",
+                  "actor.call_end", "encode.start", "encode.end", "job.batch_received", "job.pipeline_done", "job.end")
+
+
+def startup_breakdown(marks: Path) -> dict[str, float]:
+    """Seconds from the last ``job.start`` in ``marks`` to the first of each event after it."""
+    from pipeline import trace
+
+    events = trace.read(str(marks))
+    start = [m for m in events if m["event"] == "job.start"][-1]
+    events = [m for m in events if m["t"] >= start["t"]]
+    actors = {m["pid"] for m in events if m["event"] == "actor.init_start"}
+    first: dict[str, float] = {}
+    for m in events:
+        name = m["event"]
+        if name == "stages.imported":
+            if m["pid"] == start["pid"]:
+                continue  # the driver's own import
+            name += "@actor" if m["pid"] in actors else "@task"
+        first.setdefault(name, round(m["t"] - start["t"], 2))
+    out = {e: first[e] for e in STARTUP_EVENTS if e in first}
+    ends = [m["t"] for m in events if m["event"] == "actor.call_end"]
+    if ends and "job.end" in out:  # after the last forward: encode, hand-over and write of the last shard, manifest
+        out["tail_after_last_forward"] = round(start["t"] + out["job.end"] - ends[-1], 2)
+    # worker processes that imported the stages during this job (cold starts: each imports torch + transformers)
+    out["cold_workers"] = len({m["pid"] for m in events
+                               if m["event"] == "stages.imported" and m["pid"] != start["pid"]})
+    return out
+
+
+def measure(model_path: Path, samples: int, k: int, marks: Path) -> None:
     """Bare forward + top-k, then the whole job, on the same ``samples`` samples; one JSON line per figure."""
     from pipeline.capture.config import CaptureConfig
     from pipeline.capture.inputs import load_samples
@@ -113,8 +168,9 @@ def measure(model_path: Path, samples: int, k: int) -> None:
     print(json.dumps(common | {"figure": "actor_forward_over_bare", "value": round(bare / fwd, 3),
                                "what": "bare time / time the actor spent in forward + top-k inside the job"}))
     print(json.dumps(common | {"figure": "job_fixed_overhead_s", "value": round(job - fwd, 2),
-                               "what": "job wall time not spent in the actor's forward: start-up, first/last block"}),
-          flush=True)
+                               "what": "job wall time not spent in the actor's forward: start-up, first/last block"}))
+    print(json.dumps(common | {"figure": "startup", "value": startup_breakdown(marks),
+                               "what": "seconds from the job's start to the first of each event"}), flush=True)
     shutil.rmtree(work, ignore_errors=True)
 
 if __name__ == "__main__":
