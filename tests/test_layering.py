@@ -13,7 +13,7 @@ PACKAGES = ("pipeline", "schemas", "jobs")
 
 # bottom to top; a name stands for that module or package and everything under it
 LAYERS = [
-    ["pipeline.errors", "pipeline"],  # ``pipeline`` itself: the package's __init__ (version) only
+    ["pipeline.errors", "pipeline", "pipeline.trace"],  # the package's __init__ (version), start-up trace marks
     ["schemas"],  # the formats: table schemas, the manifest and its shard plan
     ["pipeline.io"],  # storage, shard files, codec, path resolution: imports only schemas, errors and itself
     ["pipeline.config", "pipeline.ray_utils", "pipeline.modeling", "pipeline.tiny"],  # model/tokenizer loading
