@@ -87,6 +87,31 @@ def test_validate_names_a_corrupted_and_a_missing_object(runs, s3, capsys):
     assert any(line.startswith(f"INVALID {bad.url}/part-00002.parquet: missing") for line in lines), lines
 
 
+@pytest.mark.parametrize("fault", ["corrupted", "missing"])
+def test_train_refuses_a_corrupted_or_missing_s3_shard_before_any_step(runs, fault, tmp_path):
+    from pipeline.train.config import TrainConfig, TrainSource
+    from pipeline.train.job import run_train
+
+    _, _, out = runs
+    src, bad = location(f"{out}/tiny-llama-pivot"), location(f"{out}-faults/pivot-{fault}")
+    for name in ("manifest.json", "part-00000.parquet", "part-00001.parquet", "part-00002.parquet"):
+        (bad / name).put((src / name).read_bytes())
+    if fault == "missing":
+        (bad / "part-00001.parquet").delete()
+    else:
+        data = bytearray((bad / "part-00001.parquet").read_bytes())
+        data[len(data) // 2] ^= 1
+        (bad / "part-00001.parquet").put(bytes(data))
+    cfg = TrainConfig(pivot_model="tiny:tiny-llama-pivot", pivot_shards=bad.url,
+                      sources=[TrainSource(shards=f"{out}/aligned/tiny-gpt2-bpe")], output=str(tmp_path),
+                      run_name="refused", max_steps=2, progress=False)
+    cfg.validate()
+    want = "sha256 mismatch" if fault == "corrupted" else "missing"
+    with pytest.raises(ShardError, match=f"cannot train: {bad.url}/part-00001.parquet: {want}"):
+        run_train(cfg)
+    assert not (tmp_path / "refused" / "ray").exists()  # no step, no checkpoint
+
+
 def _start_then_kill(argv: list[str], ready, log, timeout: float = 240) -> None:
     """tests/reliability's start_then_kill, but the driver starts its own local Ray (RAY_ADDRESS=local) even when
     another `ray start` cluster runs on this machine."""
