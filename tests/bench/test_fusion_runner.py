@@ -103,7 +103,7 @@ def test_profiles_name_known_models_for_every_role(tmp_path):
         assert all(m in BENCH_MODELS for m in profile.models.values()), name
         assert all(settings.setting(s) for s in profile.settings)
     quick, full = (BENCH_MODELS[fusion.PROFILES[p].models["arith-source"]] for p in ("quick", "full"))
-    assert quick.spec.tokenizer_seed == full.spec.tokenizer_seed and quick.train.steps < full.train.steps
+    assert quick.spec.tokenizer_seed == full.spec.tokenizer_seed and quick.spec.hidden < full.spec.hidden
     assert set(full.train.skills) == set(fusion.SOURCES["arith-source"])
     with pytest.raises(ConfigError, match="no model for \\['pivot'\\]"):
         fusion.run_benchmark(tmp_path, fusion.Profile(models={"arith-source": "a", "dyck-source": "d"}))
