@@ -121,9 +121,9 @@ def train_variant(prep: dict, profile: Profile, variant: str, distill: dict, see
 
 
 def check_teachers(models: dict, profile: Profile, progress: bool = True) -> tuple[dict, list[str]]:
-    """Each source's greedy exact match on the val split of each of its skills that the profile's settings fuse, and a
-    warning per skill below
-    ``profile.min_teacher_em``: a fusion run can only show what distillation carries once its teachers solve the task."""
+    """Each source's greedy exact match on the val split of each of its skills that the profile's settings fuse, and
+    a warning per skill below ``profile.min_teacher_em``: a fusion run can only show what distillation carries once
+    its teachers solve the task."""
     used = {skill for name in profile.settings for skill in bench_settings.setting(name).skills}
     ems, weak = {}, []
     for role, skills in SOURCES.items():
@@ -203,7 +203,8 @@ def run_benchmark(out: str | Path, profile: Profile, progress: bool = True, on_r
     stats = {name: p["teacher_stats"] for name, p in preps.items()}
     _write_jsonl(out / "results.jsonl", rows)
     table = report.markdown(summary, len(profile.seeds), stats)
-    teachers = "; ".join(f"{role} {skill} {100 * em:.1f} %" for role, d in teacher_val.items() for skill, em in d.items())
+    teachers = "; ".join(f"{role} {skill} {100 * em:.1f} %" for role, d in teacher_val.items()
+                         for skill, em in d.items())
     table = f"Distillation settings: {json.dumps(distill)}\n\nTeachers' val exact match: {teachers}\n\n{table}"
     if weak:
         table = "\n".join(f"**{w}**" for w in weak) + "\n\n" + table

@@ -37,8 +37,8 @@ def teacher_stats(pivot_shards: Path, aligned: Path, skill_of: dict[str, str]) -
 
 
 def summarize(rows: list[dict]) -> dict[str, dict[str, dict[str, tuple[float, float]]]]:
-    """setting → variant → metric key (``<skill>/<metric>``) → (mean, std over seeds); std is None for one run (the
-    teachers, the untrained pivot), which has no spread to show."""
+    """setting → variant → metric key (``<skill>/<metric>``) → (mean, std over seeds); std is None for one run
+    (the teachers, the untrained pivot), which has no spread to show."""
     out: dict = {}
     for r in rows:
         out.setdefault(r["setting"], {}).setdefault(r["variant"], []).append(r)

@@ -102,8 +102,8 @@ _QUICK_SHAPE = dict(hidden=64, layers=3, heads=4, max_positions=128)
 _QUICK_STEPS = {"arith-source": 1600, "dyck-source": 400, "pivot": 120}
 
 BENCH_MODELS |= {
-    f"{name}-quick": BenchModel(replace(bm.spec, **_QUICK_SHAPE), replace(bm.train, steps=_QUICK_STEPS[name], warmup=20),
-                                bm.role)
+    f"{name}-quick": BenchModel(replace(bm.spec, **_QUICK_SHAPE),
+                                replace(bm.train, steps=_QUICK_STEPS[name], warmup=20), bm.role)
     for name, bm in BENCH_MODELS.items()
 }
 
