@@ -173,10 +173,10 @@ def answer_nll(model, tok, records: list[dict], batch_size: int = 64) -> dict[st
 
 
 def evaluate(model, tok, records: list[dict], max_new_tokens: int = 48, batch_size: int = 64, k: int = 4,
-             seed: int = 0) -> dict[str, float]:
+             seed: int = 0, nll: bool = True) -> dict[str, float]:
     """Metrics per skill of ``model`` (an HF causal LM, or a folder holding one) on ``records``:
     ``<skill>/em`` (greedy exact match), ``<skill>/pass@<k>`` (``k`` samples at temperature 1; skipped when
-    ``k=0``) and ``<skill>/nll`` (see ``answer_nll``)."""
+    ``k=0``) and ``<skill>/nll`` (see ``answer_nll``; skipped when ``nll`` is false)."""
     if isinstance(model, (str, Path)):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -187,5 +187,6 @@ def evaluate(model, tok, records: list[dict], max_new_tokens: int = 48, batch_si
     if k:
         drawn = generate(model, tok, prompts, max_new_tokens, batch_size, samples=k, seed=seed)
         out |= {f"{s}/pass@{k}": v for s, v in pass_at_k(records, drawn).items()}
-    out |= {f"{s}/nll": v for s, v in answer_nll(model, tok, records, batch_size).items()}
+    if nll:
+        out |= {f"{s}/nll": v for s, v in answer_nll(model, tok, records, batch_size).items()}
     return out

@@ -11,13 +11,14 @@ setting's test split is evaluated once per seed; no model trains on a val or tes
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.align.config import AlignConfig, SourceSpec
 from pipeline.align.job import run_align
-from pipeline.bench import report, settings as bench_settings
+from pipeline.bench import report, settings as bench_settings, tasks
 from pipeline.bench.evaluate import evaluate
 from pipeline.bench.select import coordinate_search
 from pipeline.bench.source_train import ensure_bench_model
@@ -44,6 +45,9 @@ class Profile:
     val_per_skill: int = 100
     test_per_skill: int = 200
     epochs: int = 3
+    # Cap on the optimizer steps of one training run (None: epochs decide). The full profile caps every setting at
+    # the 800-problem setting's 3 epochs (300 steps), so little-data-3200 sees each problem at most once.
+    max_steps: int | None = 300
     batch_size: int = 16
     lr: float = 2e-3
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
@@ -52,6 +56,9 @@ class Profile:
     distill: dict = field(default_factory=lambda: dict(DEFAULT))  # the search's start, or the settings used
     grid: dict = field(default_factory=lambda: dict(GRID))
     k: int = 4  # pass@k samples
+    # A teacher's greedy exact match on the val split of each of its skills must reach this before any fusion run;
+    # below it the run goes on, but warns on stderr and at the top of results.md.
+    min_teacher_em: float = 0.8
     # role -> benchmark model (``pipeline.bench.source_train.BENCH_MODELS``)
     models: dict[str, str] = field(default_factory=lambda: {role: role for role in ROLES})
 
@@ -60,8 +67,8 @@ PROFILES = {
     "full": Profile(),
     # The quickstart's: models trained for a fraction of the steps (same shapes' tokenizers), the headline setting
     # only, one seed, and the distillation settings the full profile's validation search chose.
-    "quick": Profile(settings=["several-answers"], fusion_per_skill=400, test_per_skill=100, epochs=4, lr=3e-3,
-                     seeds=[0], variants=["pivot", "sft", "sft+uld+gld"], select_on=None, distill=dict(CHOSEN),
+    "quick": Profile(settings=["several-answers"], fusion_per_skill=400, test_per_skill=100, epochs=4, max_steps=None,
+                     lr=3e-3, seeds=[0], variants=["pivot", "sft", "sft+uld+gld"], select_on=None, distill=dict(CHOSEN),
                      models={role: f"{role}-quick" for role in ROLES}),
 }
 
@@ -105,11 +112,33 @@ def train_variant(prep: dict, profile: Profile, variant: str, distill: dict, see
     sources = [] if variant == "sft" else [TrainSource(shards=str(out / "aligned" / n)) for n in SOURCES]
     cfg = TrainConfig(pivot_model=str(prep["models"]["pivot"]), pivot_shards=str(prep["shards"] / "pivot"),
                       sources=sources, output=str(out / "train"), run_name=run_name(variant, distill, seed),
-                      loss=LossConfig(**losses), epochs=profile.epochs, batch_size=profile.batch_size,
+                      loss=LossConfig(**losses), epochs=profile.epochs, max_steps=profile.max_steps,
+                      batch_size=profile.batch_size,
                       lr=profile.lr, warmup_steps=10, seed=seed, checkpoint_every=1000, progress=progress)
     cfg.validate()
     res = run_train(cfg)
     return Path(res["model"]), res["step"]
+
+
+def check_teachers(models: dict, profile: Profile, progress: bool = True) -> tuple[dict, list[str]]:
+    """Each source's greedy exact match on the val split of each of its skills that the profile's settings fuse, and
+    a warning per skill below ``profile.min_teacher_em``: a fusion run can only show what distillation carries once
+    its teachers solve the task."""
+    used = {skill for name in profile.settings for skill in bench_settings.setting(name).skills}
+    ems, weak = {}, []
+    for role, skills in SOURCES.items():
+        recs = [r for skill in skills if skill in used for r in tasks.generate(skill, "val", profile.val_per_skill)]
+        if not recs:
+            continue
+        ems[role] = {k.split("/")[0]: v for k, v in evaluate(models[role], None, recs, k=0, nll=False).items()}
+        for skill, em in ems[role].items():
+            line = f"{role} on {skill}: val exact match {100 * em:.1f} %"
+            if em < profile.min_teacher_em:
+                weak.append(f"WEAK TEACHER: {line}, below the {100 * profile.min_teacher_em:.0f} % a teacher needs")
+                print(weak[-1], file=sys.stderr, flush=True)
+            elif progress:
+                print(f"teacher {line}", flush=True)
+    return ems, weak
 
 
 def choose_settings(prep: dict, profile: Profile, progress: bool = True) -> dict:
@@ -142,6 +171,7 @@ def run_benchmark(out: str | Path, profile: Profile, progress: bool = True, on_r
         bench_settings.setting(name)  # refuse an unknown setting before any work
     ensure_ray()
     models = {role: ensure_bench_model(profile.models[role], progress=progress) for role in ROLES}
+    teacher_val, weak = check_teachers(models, profile, progress)
     distill = dict(profile.distill)
     preps = {}
     if profile.select_on:
@@ -173,8 +203,12 @@ def run_benchmark(out: str | Path, profile: Profile, progress: bool = True, on_r
     stats = {name: p["teacher_stats"] for name, p in preps.items()}
     _write_jsonl(out / "results.jsonl", rows)
     table = report.markdown(summary, len(profile.seeds), stats)
-    table = f"Distillation settings: {json.dumps(distill)}\n\n{table}"
+    teachers = "; ".join(f"{role} {skill} {100 * em:.1f} %" for role, d in teacher_val.items()
+                         for skill, em in d.items())
+    table = f"Distillation settings: {json.dumps(distill)}\n\nTeachers' val exact match: {teachers}\n\n{table}"
+    if weak:
+        table = "\n".join(f"**{w}**" for w in weak) + "\n\n" + table
     write_text(out / "results.md", table + "\n")
     png = report.bar_chart(summary, out / "accuracy.png")
     return {"rows": rows, "summary": summary, "table": table, "png": str(png), "seconds": time.time() - t0,
-            "preps": preps, "distill": distill}
+            "preps": preps, "distill": distill, "teacher_val": teacher_val, "weak_teachers": weak}

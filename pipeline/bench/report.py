@@ -11,7 +11,6 @@ import numpy as np
 from pipeline.io.reader import ShardSet
 
 
-
 def teacher_stats(pivot_shards: Path, aligned: Path, skill_of: dict[str, str]) -> dict[str, dict[str, float]]:
     """Per skill: the teacher's mean entropy over its stored top-k (nats, a lower bound of the full entropy) and the
     share of aligned positions where its mapped top-1 is the pivot's gold token (the fusion response's token)."""
@@ -38,7 +37,8 @@ def teacher_stats(pivot_shards: Path, aligned: Path, skill_of: dict[str, str]) -
 
 
 def summarize(rows: list[dict]) -> dict[str, dict[str, dict[str, tuple[float, float]]]]:
-    """setting → variant → metric key (``<skill>/<metric>``) → (mean, std over seeds)."""
+    """setting → variant → metric key (``<skill>/<metric>``) → (mean, std over seeds); std is None for one run
+    (the teachers, the untrained pivot), which has no spread to show."""
     out: dict = {}
     for r in rows:
         out.setdefault(r["setting"], {}).setdefault(r["variant"], []).append(r)
@@ -46,14 +46,14 @@ def summarize(rows: list[dict]) -> dict[str, dict[str, dict[str, tuple[float, fl
         for v, sel in variants.items():
             keys = [k for k in sel[0] if "/" in k]
             variants[v] = {k: (statistics.fmean(r[k] for r in sel),
-                               statistics.pstdev([r[k] for r in sel]) if len(sel) > 1 else 0.0) for k in keys}
+                               statistics.pstdev([r[k] for r in sel]) if len(sel) > 1 else None) for k in keys}
     return out
 
 
-def _cell(key: str, mean: float, std: float) -> str:
+def _cell(key: str, mean: float, std: float | None) -> str:
     if key.endswith("/nll"):
-        return f"{mean:.2f} ± {std:.2f}"
-    return f"{100 * mean:.1f} ± {100 * std:.1f}"
+        return f"{mean:.2f}" + ("" if std is None else f" ± {std:.2f}")
+    return f"{100 * mean:.1f}" + ("" if std is None else f" ± {100 * std:.1f}")
 
 
 def markdown(summary: dict, n_seeds: int, stats: dict | None = None) -> str:
@@ -73,7 +73,7 @@ def markdown(summary: dict, n_seeds: int, stats: dict | None = None) -> str:
     lines.append(f"em: greedy exact match (%; evens: any order); pass@4: at least one of 4 samples at temperature 1 "
                  f"right (%); nll: negative log-likelihood of the gold answer(s) in nats per problem (evens: of the "
                  f"set of all orders; lower is better). Fused variants: mean ± std over {n_seeds} seed(s); teachers "
-                 "and the pivot are not trained here (one evaluation).")
+                 "and the pivot are not trained here (one evaluation, no spread).")
     return "\n".join(lines)
 
 
@@ -92,7 +92,7 @@ def bar_chart(summary: dict, path: Path, metric: str = "em") -> Path:
         width = 0.8 / max(1, len(keys))
         for j, key in enumerate(keys):
             means = [100 * summary[setting][v].get(key, (math.nan, 0))[0] for v in variants]
-            stds = [100 * summary[setting][v].get(key, (0, 0))[1] for v in variants]
+            stds = [100 * (summary[setting][v].get(key, (0, 0))[1] or 0) for v in variants]
             ax.bar([i + (j - (len(keys) - 1) / 2) * width for i in range(len(variants))], means, width, yerr=stds,
                    capsize=3, label=key.split("/")[0])
         ax.set_xticks(range(len(variants)), variants, rotation=30, ha="right", fontsize=8)

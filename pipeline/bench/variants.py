@@ -15,7 +15,8 @@ from pipeline.errors import ConfigError
 VARIANTS = ("pivot", "sft", "sft+kl", "sft+uld", "sft+uld+gld")
 DEFAULT = {"lambda": 0.5, "temperature": 2.0, "gld_space": "rank", "gld_normalize": "topk"}
 # What the full profile's validation search chose (``runs/bench-fusion/several-answers/selection.json``); the quick
-# profile uses it as is, without a search of its own.
+# profile uses it as is, without a search of its own. No search has run yet (2026-11-30: the full models were never
+# built on the shared machine), so this is still the search's start, not a choice.
 CHOSEN = dict(DEFAULT)
 GRID = {"lambda": [0.1, 0.5, 1.0], "temperature": [1.0, 2.0], "gld_space": ["rank", "vocab"],
         "gld_normalize": ["topk", "full"]}

@@ -36,6 +36,10 @@ def test_runner_selects_on_val_then_writes_table_and_chart(ray_session, tmp_path
     table = (tmp_path / "results.md").read_text()
     assert "### several-answers" in table and "| sft+uld+gld |" in table and "| arith-source (teacher) |" in table
     assert "mean ± std over 2 seed(s)" in table and "top-1 = gold" in table
+    # The untrained tiny teachers solve nothing: checked on val before any fusion run, flagged loudly in the report.
+    assert res["teacher_val"].keys() == {"arith-source", "dyck-source"} and res["teacher_val"]["arith-source"].keys(
+        ) == {"evens"}  # only the skills this profile's settings fuse
+    assert res["weak_teachers"] and table.startswith("**WEAK TEACHER: ") and "Teachers' val exact match" in table
     stats = res["preps"]["several-answers"]["teacher_stats"]["arith-source"]
     assert set(stats) == {"evens", "dyck"} and all(0 <= d["top1_gold"] <= 1 for d in stats.values())
     assert (tmp_path / "accuracy.png").stat().st_size > 1000
@@ -87,6 +91,8 @@ def test_variants_and_report():
     summary = report.summarize(rows)
     assert summary["x"]["a"]["dyck/em"][0] == pytest.approx(0.6) and summary["x"]["a"]["dyck/nll"][1] == 1.0
     assert "| a | 60.0 ± 10.0 | 3.00 ± 1.00 |" in report.markdown(summary, 2)
+    once = report.summarize(rows[:1])  # a teacher or the pivot: one evaluation, no spread to show
+    assert once["x"]["a"]["dyck/em"][1] is None and "| a | 50.0 | 2.00 |" in report.markdown(once, 1)
 
 
 def test_profiles_name_known_models_for_every_role(tmp_path):
@@ -97,7 +103,7 @@ def test_profiles_name_known_models_for_every_role(tmp_path):
         assert all(m in BENCH_MODELS for m in profile.models.values()), name
         assert all(settings.setting(s) for s in profile.settings)
     quick, full = (BENCH_MODELS[fusion.PROFILES[p].models["arith-source"]] for p in ("quick", "full"))
-    assert quick.spec.tokenizer_seed == full.spec.tokenizer_seed and quick.train.steps < full.train.steps
+    assert quick.spec.tokenizer_seed == full.spec.tokenizer_seed and quick.spec.hidden < full.spec.hidden
     assert set(full.train.skills) == set(fusion.SOURCES["arith-source"])
     with pytest.raises(ConfigError, match="no model for \\['pivot'\\]"):
         fusion.run_benchmark(tmp_path, fusion.Profile(models={"arith-source": "a", "dyck-source": "d"}))
