@@ -7,7 +7,9 @@ import os
 
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Initialise Ray once per process."""
+    """Initialise Ray once per process: the cluster at ``address`` (or ``RAY_ADDRESS``; ``auto`` joins the one
+    running on this machine), else a new local instance of ``num_cpus`` CPUs, even when another Ray runs on the
+    machine (``address="local"``: joining someone else's cluster by accident would refuse ``num_cpus``)."""
     import ray
 
     if ray.is_initialized():
@@ -16,7 +18,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
 
 
 def quiet_ray_data(progress: bool) -> None:
