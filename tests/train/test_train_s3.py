@@ -13,7 +13,9 @@ from pipeline.train.job import run_train
 from pipeline.train.storage import COMPLETE, download_folder
 from tests.train.test_train_job import train_yaml
 
-pytestmark = pytest.mark.ray
+# slow (~5 min on 2 cores): the default suite keeps train on S3 through tests/train/test_multinode.py; resume
+# equality under a real SIGKILL is tested on local paths (tests/train/test_train_job.py)
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
 def s3_weights(model, tmp_path) -> dict:
