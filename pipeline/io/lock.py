@@ -151,6 +151,18 @@ def folder_lock(folder: str | Path | Location, what: str, fingerprint: str = "",
     return _file_lock(folder, what, fingerprint, wait_s)
 
 
+def _refuse_live(folder, holder: dict | None, lock, remove: str) -> None:
+    """LockError when ``holder`` (the lock's record) is a live writer, or one on a host that cannot be checked from
+    here (``remove``: how to clear such a lock); returns when there is no holder or it is dead."""
+    alive = process_alive(holder) if holder else None
+    if holder and alive:
+        raise LockError(f"{folder} is being written by {_describe(holder)} (lock {lock}); wait for it to "
+                        f"finish or stop it (overwrite=true does not take a live writer's folder)")
+    if holder and alive is None:
+        raise LockError(f"{folder} is being written by {_describe(holder)} (lock {lock}); that host cannot be "
+                        f"checked from here: {remove} once that run is known to be dead")
+
+
 @contextmanager
 def _object_lock(folder: Location, what: str, fingerprint: str, wait_s: float) -> Iterator[Location]:
     from pipeline.io.conditional import store
@@ -169,13 +181,7 @@ def _object_lock(folder: Location, what: str, fingerprint: str, wait_s: float) -
             holder = holder if isinstance(holder, dict) and holder else None
         except ValueError:
             holder = None
-        alive = process_alive(holder) if holder else None
-        if holder and alive:
-            raise LockError(f"{folder} is being written by {_describe(holder)} (lock {lock}); wait for it to "
-                            f"finish or stop it (overwrite=true does not take a live writer's folder)")
-        if holder and alive is None:
-            raise LockError(f"{folder} is being written by {_describe(holder)} (lock {lock}); that host cannot be "
-                            f"checked from here: delete the lock object {lock} once that run is known to be dead")
+        _refuse_live(folder, holder, lock, f"delete the lock object {lock}")
         if holder or time.monotonic() > deadline:  # dead, or unreadable for longer than writing a lock takes
             if (tag := obj.replace(body, got[1])) is not None:
                 print(f"taking over the lock {lock} of a dead writer ({_describe(holder)})", file=sys.stderr)
@@ -207,13 +213,7 @@ def _file_lock(folder: str | Path, what: str, fingerprint: str = "", wait_s: flo
     deadline = time.monotonic() + wait_s
     while not _create(path, record):
         holder = _read(path)
-        alive = process_alive(holder) if holder else None
-        if holder and alive:
-            raise LockError(f"{folder} is being written by {_describe(holder)} (lock {path}); wait for it to "
-                            f"finish or stop it (overwrite=true does not take a live writer's folder)")
-        if holder and alive is None:
-            raise LockError(f"{folder} is being written by {_describe(holder)} (lock {path}); that host cannot be "
-                            f"checked from here: remove the lock file once that run is known to be dead")
+        _refuse_live(folder, holder, path, "remove the lock file")
         if holder or (holder is None and time.monotonic() > deadline):
             if not _take_over(path, holder):  # dead, or unreadable for longer than writing a lock takes
                 time.sleep(0.05)
