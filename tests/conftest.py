@@ -65,6 +65,27 @@ def write_jsonl(path, recs) -> str:
     return str(path)
 
 
+def copy_as_version_1(src, dst):
+    """Copy the shard folder ``src`` to ``dst`` with every shard's schema metadata saying ``schema_version`` 1 (a
+    capture of logit_shard v1); the copy's manifest entries get the new sizes and checksums. Returns that manifest,
+    not yet written: the caller writes it (after any change of its own)."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from pipeline.io.atomic import sha256_file
+    from schemas.manifest import Manifest
+
+    shutil.copytree(src, dst)
+    m = Manifest.read(dst)
+    for e in m.shards:
+        table = pq.read_table(dst / e.file)
+        pq.write_table(table.replace_schema_metadata({**table.schema.metadata, b"schema_version": b"1"}),
+                       dst / e.file)
+        e.sha256, e.bytes = sha256_file(dst / e.file), (dst / e.file).stat().st_size
+    return m
+
+
 def flip_byte(path, at: int | None = None, mask: int = 0x01) -> None:
     """Corrupt a file in place: XOR the byte at ``at`` (default: the middle) with ``mask``; the size stays."""
     data = bytearray(Path(path).read_bytes())

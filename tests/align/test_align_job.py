@@ -157,22 +157,11 @@ def test_missing_offsets_need_the_dtw_fallback(monkeypatch):
 def test_v1_pivot_shards_are_read_with_their_first_positions_masked(aligned, tmp_path):
     """logit_shard v1 clipped the start of a token beginning inside the prompt to 0: a v1 capture stays readable,
     and a first position at 0 is masked, since it may not start at the response's first byte."""
-    import shutil
-
-    import pyarrow.parquet as pq
-
-    from pipeline.io.atomic import sha256_file
-    from schemas.manifest import Manifest
+    from tests.conftest import copy_as_version_1
 
     out, _ = aligned
     old = tmp_path / "tiny-llama-pivot"
-    shutil.copytree(out / "tiny-llama-pivot", old)
-    m = Manifest.read(old)
-    for e in m.shards:
-        table = pq.read_table(old / e.file)
-        pq.write_table(table.replace_schema_metadata({**table.schema.metadata, b"schema_version": b"1"}),
-                       old / e.file)
-        e.sha256, e.bytes = sha256_file(old / e.file), (old / e.file).stat().st_size
+    m = copy_as_version_1(out / "tiny-llama-pivot", old)
     m.shard_schema_version = 1
     (old / "manifest.json").write_text(m.to_json())
     cfg = align_cfg(out, [_spec(out, "tiny-gpt2-bpe")])

@@ -125,22 +125,13 @@ def test_restage_keeps_converted_files_and_converts_back(native_staged, shard_ro
 
 
 def test_bad_codec_and_v1_shards_are_refused(shard_root, tmp_path):
-    import pyarrow.parquet as pq
-
     from pipeline.errors import ConfigError
-    from pipeline.io.atomic import sha256_file
-    from schemas.manifest import Manifest
+    from tests.conftest import copy_as_version_1
 
     with pytest.raises(ConfigError, match="codec must be native or lossless"):
         PublishConfig(input=str(shard_root), repo_id=REPO, codec="quantized").validate()
     old = tmp_path / "tiny-gpt2-bpe"
-    shutil.copytree(shard_root / "tiny-gpt2-bpe", old)
-    m = Manifest.read(old)
-    for e in m.shards:
-        table = pq.read_table(old / e.file)
-        pq.write_table(table.replace_schema_metadata({**table.schema.metadata, b"schema_version": b"1"}),
-                       old / e.file)
-        e.sha256, e.bytes = sha256_file(old / e.file), (old / e.file).stat().st_size
+    m = copy_as_version_1(shard_root / "tiny-gpt2-bpe", old)
     (old / "manifest.json").write_text(m.to_json())
     with pytest.raises(PublishError, match="version 1 shards cannot be converted"):
         run_publish(PublishConfig(input=str(old), repo_id=REPO, stage_only=str(tmp_path / "o"), codec="native"))
