@@ -5,11 +5,6 @@ while writing to s3:// and rerun ends identical to an uninterrupted run."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
@@ -22,7 +17,7 @@ from pipeline.errors import ShardError
 from pipeline.io.fs import location
 from pipeline.io.lock import lock_location
 from pipeline.io.reader import ShardSet
-from tests.reliability.test_kills import ROOT
+from tests.reliability.test_kills import start_then_kill
 
 pytestmark = pytest.mark.ray
 COMMON = ["limit=24", "shard_size=8", "progress=false"]
@@ -112,21 +107,6 @@ def test_train_refuses_a_corrupted_or_missing_s3_shard_before_any_step(runs, fau
     assert not (tmp_path / "refused" / "ray").exists()  # no step, no checkpoint
 
 
-def _start_then_kill(argv: list[str], ready, log, timeout: float = 240) -> None:
-    """tests/reliability's start_then_kill, but the driver starts its own local Ray (RAY_ADDRESS=local) even when
-    another `ray start` cluster runs on this machine."""
-    env = dict(os.environ, RAY_ADDRESS="local")
-    with open(log, "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", *argv], cwd=ROOT, env=env, start_new_session=True,
-                                stdout=subprocess.DEVNULL, stderr=err)
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None and not ready():
-        time.sleep(0.05)
-    assert proc.poll() is None, f"{argv[0]} ended before it could be killed: {open(log).read()[-2000:]}"
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
-    proc.wait()
-
-
 def test_sigkill_while_writing_to_s3_then_rerun_equals_uninterrupted(ray_session, s3, tiny_jsonl, tmp_path, capsys):
     out = f"{s3.bucket('lf-kill')}/run"
     args = [f"input={tiny_jsonl}", "model=tiny:tiny-gpt2-bpe", "k=6", "limit=16", "shard_size=1",
@@ -135,8 +115,8 @@ def test_sigkill_while_writing_to_s3_then_rerun_equals_uninterrupted(ray_session
     killed = location(f"{out}-faults/killed")
     folder = killed / "tiny-gpt2-bpe"
     records = lambda: sum(e.base_name.startswith("part-") for e in (folder / "_progress").list())  # noqa: E731
-    _start_then_kill(["jobs.capture_logits", *args, f"output={killed.url}"], lambda: records() >= 2,
-                     tmp_path / "driver.log")
+    start_then_kill(["jobs.capture_logits", *args, f"output={killed.url}"], lambda: records() >= 2,
+                    log=tmp_path / "driver.log")
     done_before = records()
     assert 2 <= done_before < 16
     with pytest.raises(ShardError, match="no manifest.json"):

@@ -23,15 +23,19 @@ ROOT = Path(__file__).resolve().parents[2]
 ARGS = ["model=tiny:tiny-gpt2-bpe", "shard_size=1", "k=8", "progress=false"]
 
 
-def start_then_kill(argv: list[str], ready, timeout: float = 240) -> None:
-    """Run ``python -m argv`` in its own session until ``ready()`` holds, then SIGKILL the whole session."""
+def start_then_kill(argv: list[str], ready, timeout: float = 240, log=None) -> None:
+    """Run ``python -m argv`` in its own session until ``ready()`` holds, then SIGKILL the whole session. Without
+    RAY_ADDRESS the driver starts its own local Ray (``ensure_ray``), whatever else runs on the machine; ``log``: a
+    file for its stderr, whose tail the failure message shows."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    proc = subprocess.Popen([sys.executable, "-m", *argv], cwd=ROOT, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(log or os.devnull, "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", *argv], cwd=ROOT, env=env, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=err)
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None and not ready():
         time.sleep(0.02)
-    assert proc.poll() is None, f"{argv[0]} finished before it could be killed"
+    assert proc.poll() is None, f"{argv[0]} finished before it could be killed" + \
+        (f": {open(log).read()[-2000:]}" if log else "")
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
     proc.wait()
 
