@@ -21,7 +21,7 @@ from pipeline.align.job import run_align
 from pipeline.bench import report, settings as bench_settings, tasks
 from pipeline.bench.evaluate import evaluate
 from pipeline.bench.select import coordinate_search
-from pipeline.bench.source_train import ensure_bench_model
+from pipeline.bench.source_train import ensure_bench_models
 from pipeline.bench.variants import CHOSEN, DEFAULT, GRID, loss_settings, run_name
 from pipeline.capture.config import CaptureConfig
 from pipeline.capture.job import run_capture
@@ -170,7 +170,8 @@ def run_benchmark(out: str | Path, profile: Profile, progress: bool = True, on_r
     for name in profile.settings:
         bench_settings.setting(name)  # refuse an unknown setting before any work
     ensure_ray()
-    models = {role: ensure_bench_model(profile.models[role], progress=progress) for role in ROLES}
+    built = ensure_bench_models([profile.models[role] for role in ROLES], progress=progress)
+    models = {role: built[profile.models[role]] for role in ROLES}
     teacher_val, weak = check_teachers(models, profile, progress)
     distill = dict(profile.distill)
     preps = {}

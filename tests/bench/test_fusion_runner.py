@@ -15,7 +15,8 @@ TINY = {"arith-source": "tiny-gpt2-bpe", "dyck-source": "tiny-llama-sp", "pivot"
 
 @pytest.mark.ray
 def test_runner_selects_on_val_then_writes_table_and_chart(ray_session, tmp_path, monkeypatch):
-    monkeypatch.setattr(fusion, "ensure_bench_model", lambda name, progress=True: ensure_tiny(TINY[name]))
+    monkeypatch.setattr(fusion, "ensure_bench_models",
+                        lambda names, progress=True: {n: ensure_tiny(TINY[n]) for n in names})
     profile = fusion.Profile(settings=["several-answers"], fusion_per_skill=16, val_per_skill=2, test_per_skill=3,
                              epochs=1, batch_size=4, seeds=[0, 1], variants=["pivot", "sft", "sft+uld+gld"],
                              select_on="several-answers", grid={"temperature": [1.0]}, k=2)

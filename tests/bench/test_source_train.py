@@ -1,6 +1,7 @@
 """Batching, schedule, a few SFT steps and the atomic cache of the fusion benchmark's model builder."""
 
 import json
+import os
 import random
 from dataclasses import replace
 
@@ -72,6 +73,29 @@ def test_ensure_bench_model_builds_once_atomically(tmp_path, monkeypatch):
     assert st.ensure_bench_model("test-tiny") == path
     monkeypatch.setitem(st.BENCH_MODELS, "test-tiny", replace(tiny, train=replace(tiny.train, seed=1)))
     assert st.model_key("test-tiny") != path.name.rsplit("-", 1)[1]
+
+
+def test_missing_models_build_side_by_side(tmp_path, monkeypatch):
+    """Two missing models build in two spawned processes (one torch thread each on 2 cores) into the same cache; a
+    build that fails raises in the caller with its own error."""
+    monkeypatch.setenv("LOGITFUSE_CACHE", str(tmp_path))
+    spec = TinySpec("gpt2", "bpe", vocab_size=300, hidden=32, layers=1, heads=2, max_positions=256)
+    for i, steps in enumerate((4, 2)):
+        monkeypatch.setitem(st.BENCH_MODELS, f"test-par{i}", st.BenchModel(
+            replace(spec, seed=i), st.TrainSpec(skills=("dyck",), n_per_skill=8, steps=steps, warmup=1)))
+    paths = st.ensure_bench_models(["test-par1", "test-par0", "test-par1"], progress=False, workers=2)
+    assert list(paths) == ["test-par1", "test-par0"]
+    for name, path in paths.items():
+        meta = st.load_meta(path)
+        assert meta["name"] == name and meta["torch_threads"] == max(1, (os.cpu_count() or 1) // 2)
+    assert sorted(p.name for p in (tmp_path / "bench").iterdir()) == sorted(p.name for p in paths.values())
+    monkeypatch.setitem(st.BENCH_MODELS, "test-bad", st.BenchModel(
+        spec, st.TrainSpec(skills=("dyck",), n_per_skill=8, steps=2, warmup=1, batch_tokens=8)))
+    monkeypatch.setitem(st.BENCH_MODELS, "test-par2", st.BenchModel(
+        replace(spec, seed=2), st.TrainSpec(skills=("dyck",), n_per_skill=8, steps=2, warmup=1)))
+    with pytest.raises(ConfigError, match="batch_tokens must be >= 64"):
+        st.ensure_bench_models(["test-bad", "test-par2"], progress=False, workers=2)
+    assert not (st.bench_model_path("test-bad") / st.META).exists()
 
 
 def test_unknown_model():
