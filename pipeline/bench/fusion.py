@@ -10,6 +10,7 @@ setting's test split is evaluated once per seed; no model trains on a val or tes
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import time
@@ -51,7 +52,9 @@ class Profile:
     batch_size: int = 16
     lr: float = 2e-3
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    variants: list[str] = field(default_factory=lambda: ["pivot", "sft", "sft+uld", "sft+uld+gld"])
+    # sft+kl (FuseLLM-style KL on the mapped top-k) is the one distillation term that knows which token the teacher
+    # prefers; ULD and GLD compare sorted values only. It shows what the data lets distillation carry at all.
+    variants: list[str] = field(default_factory=lambda: ["pivot", "sft", "sft+kl", "sft+uld", "sft+uld+gld"])
     select_on: str | None = "several-answers"  # setting whose val split chooses the settings; None: use `distill`
     distill: dict = field(default_factory=lambda: dict(DEFAULT))  # the search's start, or the settings used
     grid: dict = field(default_factory=lambda: dict(GRID))
@@ -102,6 +105,28 @@ def prepare(out: Path, profile: Profile, setting: str, models: dict, progress: b
             "test": bench_settings.eval_records(s, "test", profile.test_per_skill), "teacher_stats": stats}
 
 
+EVAL_VERSION = 1  # bump when evaluate() changes what it measures: stored metrics are then recomputed
+
+
+def evaluate_once(model: Path, records: list[dict], store: Path, **options) -> dict:
+    """``evaluate(model, None, records, **options)``, stored under ``store`` by a hash of the model's weights, the
+    records and the options: a rerun of the benchmark (more variants, a killed run) reads what it measured already."""
+    h = hashlib.sha256(json.dumps([EVAL_VERSION, options, [[r["id"], r["prompt"], r["response"]] for r in records]],
+                                  sort_keys=True).encode())
+    weights = sorted(Path(model).glob("*.safetensors"))
+    if not weights:
+        raise ConfigError(f"{model}: no *.safetensors weights to evaluate")
+    for f in weights:
+        h.update(f.read_bytes())
+    path = Path(store) / f"{h.hexdigest()[:20]}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    metrics = evaluate(model, None, records, **options)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(path, json.dumps(metrics) + "\n")
+    return metrics
+
+
 def train_variant(prep: dict, profile: Profile, variant: str, distill: dict, seed: int, progress: bool = True
                   ) -> tuple[Path, int]:
     """Train one variant with one seed (resumable, reused when done): (model folder, steps)."""
@@ -147,7 +172,7 @@ def choose_settings(prep: dict, profile: Profile, progress: bool = True) -> dict
 
     def val_metrics(distill: dict) -> dict:
         model, _ = train_variant(prep, profile, "sft+uld+gld", distill, seed, progress)
-        metrics = evaluate(model, None, prep["val"], k=0)
+        metrics = evaluate_once(model, prep["val"], prep["out"] / "evals", k=0)
         if progress:
             print(json.dumps({"selection": distill, **metrics}), flush=True)
         return metrics
@@ -193,17 +218,17 @@ def run_benchmark(out: str | Path, profile: Profile, progress: bool = True, on_r
         # The teachers: the ceiling a fused pivot could reach on each skill (one evaluation, no seeds).
         for role in SOURCES:
             add({"setting": name, "variant": f"{role} (teacher)", "seed": 0, "steps": 0,
-                 **evaluate(models[role], None, prep["test"], k=profile.k)})
+                 **evaluate_once(models[role], prep["test"], prep["out"] / "evals", k=profile.k)})
         for variant in profile.variants:
             seeds = profile.seeds if loss_settings(variant, distill) is not None else profile.seeds[:1]
             for seed in seeds:
                 model, steps = train_variant(prep, profile, variant, distill, seed, progress)
                 add({"setting": name, "variant": variant, "seed": seed, "steps": steps,
-                     **evaluate(model, None, prep["test"], k=profile.k, seed=seed)})
+                     **evaluate_once(model, prep["test"], prep["out"] / "evals", k=profile.k, seed=seed)})
     summary = report.summarize(rows)
     stats = {name: p["teacher_stats"] for name, p in preps.items()}
     _write_jsonl(out / "results.jsonl", rows)
-    table = report.markdown(summary, len(profile.seeds), stats)
+    table = report.markdown(summary, len(profile.seeds), stats, rows)
     teachers = "; ".join(f"{role} {skill} {100 * em:.1f} %" for role, d in teacher_val.items()
                          for skill, em in d.items())
     table = f"Distillation settings: {json.dumps(distill)}\n\nTeachers' val exact match: {teachers}\n\n{table}"

@@ -50,15 +50,63 @@ def summarize(rows: list[dict]) -> dict[str, dict[str, dict[str, tuple[float, fl
     return out
 
 
+def primary_by_seed(rows: list[dict], setting: str, variant: str) -> list[float]:
+    """The primary metric of each seed's run: greedy exact match averaged over the setting's skills."""
+    return [statistics.fmean(v for k, v in r.items() if k.endswith("/em"))
+            for r in rows if r["setting"] == setting and r["variant"] == variant]
+
+
+def compare(a: list[float], b: list[float]) -> tuple[float, float, int]:
+    """(mean(a) − mean(b), the seed spread std(a) + std(b), verdict): +1 when a beats b by more than the spread,
+    −1 when b beats a by more than it, 0 within it."""
+    diff = statistics.fmean(a) - statistics.fmean(b)
+    spread = statistics.pstdev(a) + statistics.pstdev(b)
+    return diff, spread, (diff > spread) - (diff < -spread)
+
+
+def goal(rows: list[dict], fused: str = "sft+uld+gld", base: str = "sft", near: str = "sft+uld") -> list[str]:
+    """The benchmark's goal, judged on the primary metric: ``fused`` beats ``base`` beyond the seed spread on at least
+    two of the three new settings (several-answers, noisy-labels, little-data — the last counted when it wins at most
+    of its sizes) and is never below ``near`` beyond the spread. Markdown lines; empty without those variants."""
+    settings = list(dict.fromkeys(r["setting"] for r in rows))
+    have = {(r["setting"], r["variant"]) for r in rows}
+    lines, wins, below_near = [], {}, []
+    for name in settings:
+        if not {(name, fused), (name, base)} <= have:
+            continue
+        d, spread, v = compare(primary_by_seed(rows, name, fused), primary_by_seed(rows, name, base))
+        cell = f"{100 * d:+.1f} (spread {100 * spread:.1f})"
+        if (name, near) in have:
+            dn, sn, vn = compare(primary_by_seed(rows, name, fused), primary_by_seed(rows, name, near))
+            cell += f"; vs {near} {100 * dn:+.1f} (spread {100 * sn:.1f})"
+            below_near += [name] if vn < 0 else []
+        lines.append(f"| {name} | {cell} | {['below', 'within the spread', 'beats'][v + 1]} |")
+        group = "little-data" if name.startswith("little-data-") else name
+        wins.setdefault(group, []).append(v > 0)
+    if not lines:
+        return []
+    won = [g for g, w in wins.items() if g in ("several-answers", "noisy-labels", "little-data")
+           and sum(w) > len(w) / 2]
+    met = len(won) >= 2 and not below_near
+    head = [f"**Goal** ({fused} beats {base} beyond the seed spread on at least two of several-answers, noisy-labels, "
+            f"little-data, and is not below {near} beyond it; primary metric = exact match averaged over skills, "
+            f"points): **{'met' if met else 'not met'}** — beats {base} on {len(won)} of 3"
+            + (f" ({', '.join(won)})" if won else "") + (f"; below {near} on {', '.join(below_near)}"
+                                                          if below_near else "") + ".",
+            "", f"| setting | {fused} − {base} | verdict |", "| --- | --- | --- |"]
+    return head + lines + [""]
+
+
 def _cell(key: str, mean: float, std: float | None) -> str:
     if key.endswith("/nll"):
         return f"{mean:.2f}" + ("" if std is None else f" ± {std:.2f}")
     return f"{100 * mean:.1f}" + ("" if std is None else f" ± {100 * std:.1f}")
 
 
-def markdown(summary: dict, n_seeds: int, stats: dict | None = None) -> str:
-    """One table per setting (variants × skill metrics), then the teachers' statistics per setting."""
-    lines = []
+def markdown(summary: dict, n_seeds: int, stats: dict | None = None, rows: list[dict] | None = None) -> str:
+    """The goal's verdict (from ``rows``), then one table per setting (variants × skill metrics) and the teachers'
+    statistics per setting."""
+    lines = goal(rows) if rows else []
     for setting, variants in summary.items():
         keys = list(dict.fromkeys(k for v in variants.values() for k in v))
         lines += [f"### {setting}", "", "| variant | " + " | ".join(keys) + " |",

@@ -96,6 +96,27 @@ def test_variants_and_report():
     assert once["x"]["a"]["dyck/em"][1] is None and "| a | 50.0 | 2.00 |" in report.markdown(once, 1)
 
 
+def test_goal_is_judged_beyond_the_seed_spread():
+    def rows(setting, variant, ems):
+        return [{"setting": setting, "variant": variant, "seed": i, "dyck/em": e, "evens/em": e} for i, e in
+                enumerate(ems)]
+    base = [0.40, 0.42, 0.44]  # std 0.016
+    data = (rows("several-answers", "sft", base) + rows("several-answers", "sft+uld+gld", [0.50, 0.52, 0.54])
+            + rows("several-answers", "sft+uld", [0.50, 0.50, 0.50])
+            + rows("noisy-labels", "sft", base) + rows("noisy-labels", "sft+uld+gld", [0.43, 0.44, 0.45]))
+    for n, ems in ((200, [0.5, 0.5, 0.5]), (800, [0.5, 0.5, 0.5]), (3200, [0.3, 0.3, 0.3])):
+        data += rows(f"little-data-{n}", "sft", base) + rows(f"little-data-{n}", "sft+uld+gld", ems)
+    text = "\n".join(report.goal(data))
+    assert "**met** — beats sft on 2 of 3 (several-answers, little-data)" in text
+    assert "| noisy-labels | +2.0 (spread 2.4) | within the spread |" in text
+    assert "| little-data-3200 | -12.0 (spread 1.6) | below |" in text
+    assert "| several-answers | +10.0 (spread 3.3); vs sft+uld +2.0 (spread 1.6) | beats |" in text
+    worse = [r | {"dyck/em": 0.6, "evens/em": 0.6} if r["variant"] == "sft+uld" else r for r in data]
+    assert "**not met** — beats sft on 2 of 3 (several-answers, little-data); below sft+uld on several-answers" in \
+        "\n".join(report.goal(worse))
+    assert report.goal(rows("x", "sft", base)) == []
+
+
 def test_profiles_name_known_models_for_every_role(tmp_path):
     from pipeline.bench.source_train import BENCH_MODELS
 
@@ -108,3 +129,23 @@ def test_profiles_name_known_models_for_every_role(tmp_path):
     assert set(full.train.skills) == set(fusion.SOURCES["arith-source"])
     with pytest.raises(ConfigError, match="no model for \\['pivot'\\]"):
         fusion.run_benchmark(tmp_path, fusion.Profile(models={"arith-source": "a", "dyck-source": "d"}))
+
+
+def test_evaluations_are_stored_by_weights_records_and_options(tmp_path, monkeypatch):
+    """A rerun of the benchmark reads the metrics it measured; other weights, records or options measure again."""
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"weights-1")
+    calls = []
+    monkeypatch.setattr(fusion, "evaluate", lambda m, tok, recs, **kw: calls.append(kw) or {"dyck/em": 0.5})
+    recs = tasks.generate("dyck", "val", 3)
+    store = tmp_path / "evals"
+    assert fusion.evaluate_once(model, recs, store, k=0) == {"dyck/em": 0.5}
+    assert fusion.evaluate_once(model, recs, store, k=0) == {"dyck/em": 0.5} and len(calls) == 1
+    fusion.evaluate_once(model, recs, store, k=4)
+    fusion.evaluate_once(model, recs[:2], store, k=0)
+    (model / "model.safetensors").write_bytes(b"weights-2")
+    fusion.evaluate_once(model, recs, store, k=0)
+    assert len(calls) == 4 and len(list(store.iterdir())) == 4
+    with pytest.raises(ConfigError, match="no \\*.safetensors"):
+        fusion.evaluate_once(tmp_path / "evals", recs, store, k=0)
