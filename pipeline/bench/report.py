@@ -67,9 +67,11 @@ def compare(a: list[float], b: list[float]) -> tuple[float, float, int]:
 def goal(rows: list[dict], fused: str = "sft+uld+gld", base: str = "sft", near: str = "sft+uld") -> list[str]:
     """The benchmark's goal, judged on the primary metric: ``fused`` beats ``base`` beyond the seed spread on at least
     two of the three new settings (several-answers, noisy-labels, little-data — the last counted when it wins at most
-    of its sizes) and is never below ``near`` beyond the spread. Markdown lines; empty without those variants."""
+    of its sizes) and is never below ``near`` beyond the spread. Markdown lines; empty without those variants run
+    with at least two seeds (the quickstart's single seed has no spread to judge by)."""
     settings = list(dict.fromkeys(r["setting"] for r in rows))
-    have = {(r["setting"], r["variant"]) for r in rows}
+    have = {(r["setting"], r["variant"]) for r in rows
+            if len(primary_by_seed(rows, r["setting"], r["variant"])) > 1}  # one seed has no spread to judge by
     lines, wins, below_near = [], {}, []
     for name in settings:
         if not {(name, fused), (name, base)} <= have:

@@ -11,9 +11,9 @@ from pathlib import Path
 EPILOG = """what it does:
   1. builds (first run) or reuses three small Llama-shaped models with different tokenizers:
      an arithmetic source (byte-level BPE), a Dyck-language source (SentencePiece-style, chat
-     template) and a weak pivot (another byte-level BPE); 4-6 minutes on 2 quiet cores
-     (estimated), cached in $LOGITFUSE_CACHE/bench/ (default ~/.cache/logitfuse/bench/); each
-     teacher's val exact match is printed before any fusion run, WEAK TEACHER below 80 %
+     template) and a weak pivot (another byte-level BPE), side by side; cached in
+     $LOGITFUSE_CACHE/bench/ (default ~/.cache/logitfuse/bench/); each teacher's val exact
+     match is printed before any fusion run, WEAK TEACHER below 80 %
   2. the benchmark's headline setting, several-answers: 400 fusion problems per skill (evens,
      one sampled order per prompt, and Dyck) and 100 held-out test problems per skill
   3. capture (top-10 for the sources, tokens only for the pivot) -> align -> train (SFT, and
@@ -24,9 +24,9 @@ EPILOG = """what it does:
      OUT/accuracy.png, OUT/several-answers/inspect-*.png, OUT/several-answers/{shards,aligned}/,
      OUT/several-answers/train/<run>/ (metrics.jsonl, loss_curves.png, model/)
 
-About 7-9 minutes on a fresh, quiet 2-core machine (estimated: 4.9 minutes were measured before the
-arithmetic/evens source went from 500 to 1600 training steps); a rerun reuses every finished step
-and the built models. On shared, busy cores set OMP_NUM_THREADS=1.
+About 5-6 minutes on a fresh, quiet 2-core machine (the three models build side by side,
+one process per core, about 2.7 minutes of it); a rerun reuses every finished step and the
+built models. On shared, busy cores set OMP_NUM_THREADS=1.
 The full benchmark (more data, seeds and variants): logitfuse bench fusion"""
 
 

@@ -115,6 +115,8 @@ def test_goal_is_judged_beyond_the_seed_spread():
     assert "**not met** — beats sft on 2 of 3 (several-answers, little-data); below sft+uld on several-answers" in \
         "\n".join(report.goal(worse))
     assert report.goal(rows("x", "sft", base)) == []
+    one_seed = rows("several-answers", "sft", [0.4]) + rows("several-answers", "sft+uld+gld", [0.5])
+    assert report.goal(one_seed) == []
 
 
 def test_profiles_name_known_models_for_every_role(tmp_path):
