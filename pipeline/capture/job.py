@@ -83,20 +83,22 @@ def run_capture(cfg: CaptureConfig) -> Manifest:
     for spec in (cfg.input, cfg.output):  # one clear error for credentials, bucket or endpoint, before any work
         if is_url(spec) and not spec.startswith("hf://"):
             check_bucket(location(spec))
+    t0 = time.time()
+    mark("job.start")
+    # Read (and check) the input before locking the output: a job with a missing or bad input fails without ever
+    # holding the folder, so it cannot turn away a good job submitted next to it.
+    samples = load_samples(cfg.input, cfg.limit)
+    mark("job.samples_loaded")
     with folder_lock(output_folder(cfg), "capture", cfg.fingerprint(list(CaptureConfig.OUTPUT_KEYS))):
-        return _capture(cfg)
+        return _capture(cfg, samples, t0)
 
 
-def _capture(cfg: CaptureConfig) -> Manifest:
+def _capture(cfg: CaptureConfig, samples: list[Sample], t0: float) -> Manifest:
     # torch and transformers load here, not when the module is imported: `--help` and a bad config stay instant
     from pipeline.capture.model import resolve_device, resolve_dtype
     from pipeline.modeling.load import (check_vocab, load_tokenizer, model_fingerprint, template_fingerprint,
                                         tokenizer_fingerprint)
 
-    t0 = time.time()
-    mark("job.start")
-    samples = load_samples(cfg.input, cfg.limit)
-    mark("job.samples_loaded")
     tok = load_tokenizer(cfg.model, cfg.revision, cfg.trust_remote_code)
     mark("job.tokenizer_loaded")
     vocab = _vocab_size(cfg, tok)

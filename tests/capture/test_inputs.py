@@ -69,3 +69,18 @@ def test_parquet_and_hf_dataset_inputs_agree(tmp_path, tiny_records):
 def test_missing_input(tmp_path):
     with pytest.raises(InputError, match="no such input"):
         load_samples(str(tmp_path / "nope.jsonl"))
+
+
+def test_bad_input_fails_before_the_output_is_locked(tmp_path):
+    """A capture whose input is missing or bad never holds the output folder, so a good job started next to it (the
+    same output) cannot be turned away by its lock."""
+    from pipeline.capture.config import CaptureConfig
+    from pipeline.capture.job import run_capture
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "prompt": "p"}\n')  # no response
+    for spec in (tmp_path / "missing.jsonl", bad):
+        cfg = CaptureConfig.load(None, [f"input={spec}", f"output={tmp_path / 'out'}", "model=tiny:tiny-gpt2-bpe"])
+        with pytest.raises(InputError, match=spec.name):
+            run_capture(cfg)
+        assert not (tmp_path / "out").exists()  # no lock, no folder
