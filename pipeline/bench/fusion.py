@@ -100,7 +100,10 @@ def prepare(out: Path, profile: Profile, setting: str, models: dict, progress: b
                                              for n in SOURCES]))
     skill_of = {r["id"]: r["skill"] for r in records}
     stats = {n: report.teacher_stats(shards / "pivot", out / "aligned" / n, skill_of) for n in SOURCES}
-    return {"out": out, "models": models, "shards": shards, "capture": manifests, "aligned": aligned,
+    # Evaluations are stored for the whole benchmark, not per setting: the teachers and the untrained pivot meet the
+    # same test sets in several settings (noisy-labels and little-data-* share arithmetic + Dyck).
+    return {"out": out, "evals": out.parent / "evals", "models": models, "shards": shards, "capture": manifests,
+            "aligned": aligned,
             "val": bench_settings.eval_records(s, "val", profile.val_per_skill),
             "test": bench_settings.eval_records(s, "test", profile.test_per_skill), "teacher_stats": stats}
 
@@ -172,7 +175,7 @@ def choose_settings(prep: dict, profile: Profile, progress: bool = True) -> dict
 
     def val_metrics(distill: dict) -> dict:
         model, _ = train_variant(prep, profile, "sft+uld+gld", distill, seed, progress)
-        metrics = evaluate_once(model, prep["val"], prep["out"] / "evals", k=0)
+        metrics = evaluate_once(model, prep["val"], prep["evals"], k=0)
         if progress:
             print(json.dumps({"selection": distill, **metrics}), flush=True)
         return metrics
@@ -218,13 +221,13 @@ def run_benchmark(out: str | Path, profile: Profile, progress: bool = True, on_r
         # The teachers: the ceiling a fused pivot could reach on each skill (one evaluation, no seeds).
         for role in SOURCES:
             add({"setting": name, "variant": f"{role} (teacher)", "seed": 0, "steps": 0,
-                 **evaluate_once(models[role], prep["test"], prep["out"] / "evals", k=profile.k)})
+                 **evaluate_once(models[role], prep["test"], prep["evals"], k=profile.k)})
         for variant in profile.variants:
             seeds = profile.seeds if loss_settings(variant, distill) is not None else profile.seeds[:1]
             for seed in seeds:
                 model, steps = train_variant(prep, profile, variant, distill, seed, progress)
                 add({"setting": name, "variant": variant, "seed": seed, "steps": steps,
-                     **evaluate_once(model, prep["test"], prep["out"] / "evals", k=profile.k, seed=seed)})
+                     **evaluate_once(model, prep["test"], prep["evals"], k=profile.k, seed=seed)})
     summary = report.summarize(rows)
     stats = {name: p["teacher_stats"] for name, p in preps.items()}
     _write_jsonl(out / "results.jsonl", rows)
