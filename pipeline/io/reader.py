@@ -51,7 +51,11 @@ class ShardSet:
 
     def schema(self, index: int = 0) -> pa.Schema:
         """Validated schema of shard ``index``."""
-        p = self.path(index)
+        return self._schema_at(self.path(index))
+
+    def _schema_at(self, p: Location) -> pa.Schema:
+        """Validated schema of the already verified shard ``p`` (one verification per read: on an object store each
+        is a HEAD request)."""
         try:
             with p.open_input() as f:
                 s = pq.read_schema(f)
@@ -69,7 +73,7 @@ class ShardSet:
     def read(self, index: int, columns: list[str] | None = None) -> pa.Table:
         """Shard ``index`` as one table (validated schema)."""
         p = self.path(index)
-        self.schema(index)
+        self._schema_at(p)
         try:
             return pq.read_table(p.path, filesystem=p.fs, columns=columns)
         except (pa.ArrowInvalid, OSError) as e:
@@ -79,7 +83,7 @@ class ShardSet:
                      ) -> Iterator[pa.RecordBatch]:
         """Stream shard ``index`` in row batches (bounded memory)."""
         p = self.path(index)
-        self.schema(index)
+        self._schema_at(p)
         try:
             with p.open_input() as f:
                 yield from pq.ParquetFile(f).iter_batches(batch_size=batch_rows, columns=columns)
