@@ -15,13 +15,13 @@ from pathlib import Path
 
 from pipeline.config import local_path
 from pipeline.errors import TrainError
+from pipeline.io.atomic import write_text
 from pipeline.io.fs import Location, check_bucket, location
 from pipeline.io.lock import folder_lock
 from pipeline.train import checkpoint, driver
 from pipeline.train.config import TrainConfig
 from pipeline.train.data import FusionData
-from pipeline.train.storage import (RAY_DIR, absolute_output, folder_complete, run_location, upload_file,
-                                    write_text)
+from pipeline.train.storage import RAY_DIR, absolute_output, folder_complete, run_location, upload_file
 
 SUMMARY = "summary.json"
 

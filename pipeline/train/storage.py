@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from pipeline.io import atomic
 from pipeline.io.fs import Location, is_url, location
 
 RAY_DIR = "ray"  # Ray Train's experiment folder inside the run folder: checkpoint-<step>/ …
@@ -37,14 +36,6 @@ def absolute_output(output: str) -> str:
 def upload_file(src: str | Path, dest: Location) -> None:
     """``src`` as the object ``dest`` in one PUT (all or nothing on an object store)."""
     dest.put(Path(src).read_bytes())
-
-
-def write_text(dest: Location, text: str) -> None:
-    """A whole small file: tmp, fsync, rename locally; one PUT on an object store."""
-    if dest.local:
-        atomic.write_text(dest.as_path(), text)
-    else:
-        dest.put(text.encode())
 
 
 def upload_folder(src: str | Path, dest: Location, complete: bool = True) -> None:
