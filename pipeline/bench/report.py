@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -70,8 +71,8 @@ def goal(rows: list[dict], fused: str = "sft+uld+gld", base: str = "sft", near: 
     of its sizes) and is never below ``near`` beyond the spread. Markdown lines; empty without those variants run
     with at least two seeds (the quickstart's single seed has no spread to judge by)."""
     settings = list(dict.fromkeys(r["setting"] for r in rows))
-    have = {(r["setting"], r["variant"]) for r in rows
-            if len(primary_by_seed(rows, r["setting"], r["variant"])) > 1}  # one seed has no spread to judge by
+    runs = Counter((r["setting"], r["variant"]) for r in rows)
+    have = {key for key, n in runs.items() if n > 1}  # one seed has no spread to judge by
     lines, wins, below_near = [], {}, []
     for name in settings:
         if not {(name, fused), (name, base)} <= have:
