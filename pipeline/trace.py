@@ -1,4 +1,5 @@
-"""Start-up trace: wall-clock marks from the driver, the Ray tasks and the actors, for the capture benchmark.
+"""Start-up trace: wall-clock marks from the driver, the Ray tasks and the actors of capture (read by
+``tests/benchmarks/bench_capture.py``) and of the train job (``train.*`` in the driver, ``loop.*`` in the workers).
 
 Off unless ``LOGITFUSE_TRACE`` names a file; then each ``mark`` appends one JSON line ``{"event", "t", "pid"}``
 to it (``t``: ``time.time()``, comparable across the processes of one machine). Ray workers inherit the variable

@@ -22,6 +22,7 @@ from pipeline.train import checkpoint, driver
 from pipeline.train.config import TrainConfig
 from pipeline.train.data import FusionData
 from pipeline.train.storage import RAY_DIR, absolute_output, folder_complete, run_location, upload_file
+from pipeline.trace import mark
 
 SUMMARY = "summary.json"
 
@@ -32,6 +33,7 @@ def _changed(old: dict, new: dict) -> list[str]:
 
 def run_train(cfg: TrainConfig) -> dict:
     """Train (or resume) run ``cfg.run_name``, holding the run folder's one-writer lock; final metrics and paths."""
+    mark("train.start")
     cfg.output = absolute_output(cfg.output)  # workers do not share the driver's working directory
     run, fingerprint = run_location(cfg), cfg.fingerprint(list(TrainConfig.RESULT_KEYS))
     check_bucket(run)
@@ -77,7 +79,9 @@ def _run_train(cfg: TrainConfig, run: Location) -> dict:
                              f"force=true to continue anyway")
         if state.get("done") and folder_complete(run / "model"):
             return _result(run, state)
+    mark("train.checked")
     ensure_ray(cfg.ray_address)
+    mark("train.ray_ready")
     storage = {"storage_path": str(run.as_path())} if run.local else \
         {"storage_path": run.path, "storage_filesystem": run.fs}  # workers rebuild it: no credential is pickled
     trainer = TorchTrainer(
@@ -95,11 +99,15 @@ def _run_train(cfg: TrainConfig, run: Location) -> dict:
         torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
     )
     try:
+        mark("train.fit_start")
         trainer.fit()
     except Exception as e:  # Ray Train wraps worker errors
         raise original_error(e) from None
+    mark("train.fit_done")
     final = checkpoint.latest(run / RAY_DIR)
-    return _result(run, json.loads((final / checkpoint.STATE).read_text()))
+    result = _result(run, json.loads((final / checkpoint.STATE).read_text()))
+    mark("train.end")
+    return result
 
 
 def _resume_spec(cfg: TrainConfig, run: Location, resume: Location | None) -> dict:

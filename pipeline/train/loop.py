@@ -21,6 +21,9 @@ from pipeline.train.model import DTYPES, Student, build_meta, load_pivot, materi
 from pipeline.train.parallel import parallelize
 from pipeline.train.step import train_step
 from pipeline.train.storage import RAY_DIR, run_location
+from pipeline.trace import mark
+
+mark("loop.imported")  # in a Ray Train worker: the loop's imports are done
 
 
 def lr_lambda(warmup: int, total: int, schedule: str):
@@ -71,6 +74,8 @@ def train_loop(config: dict) -> None:
     from pipeline.modeling.load import resolve_model_path
     from pipeline.train.config import TrainConfig
 
+    mark("loop.start")
+
     cfg = TrainConfig.from_dict(config["cfg"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -81,6 +86,7 @@ def train_loop(config: dict) -> None:
     device = ray.train.torch.get_device()
     nodes = _gather(ray.get_runtime_context().get_node_id(), world)
     model, student, parallelism = build_model(cfg, resolve_model_path(cfg.pivot_model), rank, world, device)
+    mark("loop.model_built")
     _log(rank, f"{parallelism} on {world} worker(s), precision {cfg.precision}, activation checkpointing "
                f"{'on' if cfg.activation_checkpointing else 'off'}, {cfg.grad_accum_steps} micro-batch(es) of "
                f"{cfg.batch_size} per step" + (f", token budget {cfg.token_budget}" if cfg.token_budget else ""))
@@ -109,6 +115,7 @@ def train_loop(config: dict) -> None:
     metrics = MetricsLog(run, step, cfg.report_to) if rank == 0 else None
     names = [s.name or posixpath.basename(s.shards.rstrip("/")) for s in cfg.sources]
     t_last = time.perf_counter()
+    mark("loop.loader_ready")
     for batch in loader:
         if step >= total:
             break
@@ -119,6 +126,8 @@ def train_loop(config: dict) -> None:
             return
         scheduler.step()
         step += 1
+        if step == 1:
+            mark("loop.first_step")
         now = time.perf_counter()
         tokens = sum(b.tokens for b in batch.micro) * world
         terms |= {"step": step, "epoch": batch.epoch, "samples": batch.samples, "lr": scheduler.get_last_lr()[0],
@@ -133,12 +142,15 @@ def train_loop(config: dict) -> None:
                      "nodes": nodes}
             if metrics is not None:
                 metrics.sync()  # the metrics of every step up to the checkpoint are stored before it is complete
+            mark("loop.checkpoint_start")
             _report(rank, student, optimizer, scheduler, state, terms)
+            mark("loop.checkpoint_end")
         if step >= total:
             break
     if metrics is not None:
         metrics.close()
     save_final(student, lm, rank, run / "model", cfg.pivot_model, cfg.max_shard_size)
+    mark("loop.end")
 
 
 def _gather(value, world: int) -> list:

@@ -11,13 +11,11 @@ def loss_curves(metrics: str | Path, out: str | Path) -> Path | None:
     rows = [json.loads(line) for line in Path(metrics).read_text().splitlines() if line.strip()]
     if not rows:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: its global figure registry is not safe across threads
 
     terms = [t for t in ("loss", "sft", "uld", "gld", "kl") if any(t in r for r in rows)]
-    fig, axes = plt.subplots(1, len(terms), figsize=(3.6 * len(terms), 3.2), squeeze=False)
+    fig = Figure(figsize=(3.6 * len(terms), 3.2))
+    axes = fig.subplots(1, len(terms), squeeze=False)
     for ax, term in zip(axes[0], terms):
         pts = [(r["step"], r[term]) for r in rows if term in r]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], color="#3b6ea5", lw=1)
@@ -25,5 +23,4 @@ def loss_curves(metrics: str | Path, out: str | Path) -> Path | None:
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
-    plt.close(fig)
     return Path(out)
