@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +26,7 @@ from pipeline.bench import report, settings as bench_settings, tasks
 from pipeline.bench.evaluate import evaluate
 from pipeline.bench.select import coordinate_search
 from pipeline.bench.source_train import ensure_bench_models
-from pipeline.bench.variants import CHOSEN, DEFAULT, GRID, loss_settings, run_name
+from pipeline.bench.variants import CHOSEN, DEFAULT, DISTILLED, GRID, loss_settings, run_name
 from pipeline.capture.config import CaptureConfig
 from pipeline.capture.job import run_capture
 from pipeline.errors import ConfigError
@@ -52,9 +55,10 @@ class Profile:
     batch_size: int = 16
     lr: float = 2e-3
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    # sft+kl (FuseLLM-style KL on the mapped top-k) is the one distillation term that knows which token the teacher
-    # prefers; ULD and GLD compare sorted values only. It shows what the data lets distillation carry at all.
-    variants: list[str] = field(default_factory=lambda: ["pivot", "sft", "sft+kl", "sft+uld", "sft+uld+gld"])
+    # sft+kl (FuseLLM-style KL on the mapped top-k, the one distillation term that knows which token the teacher
+    # prefers; ULD and GLD compare sorted values only) is a variant to add with --variants: measured once (README),
+    # it was no better than SFT and took 15 of the 66 training runs.
+    variants: list[str] = field(default_factory=lambda: ["pivot", "sft", "sft+uld", "sft+uld+gld"])
     select_on: str | None = "several-answers"  # setting whose val split chooses the settings; None: use `distill`
     distill: dict = field(default_factory=lambda: dict(DEFAULT))  # the search's start, or the settings used
     grid: dict = field(default_factory=lambda: dict(GRID))
@@ -64,6 +68,10 @@ class Profile:
     min_teacher_em: float = 0.8
     # role -> benchmark model (``pipeline.bench.source_train.BENCH_MODELS``)
     models: dict[str, str] = field(default_factory=lambda: {role: role for role in ROLES})
+    # Training runs at a time, each at cores // parallel_runs torch threads. A run of these tiny models is half fixed
+    # cost (Ray Train's actors and the worker's imports start cold), so two side by side on the 2-core machine did
+    # 1.47x the runs of one at a time at two threads, and three 1.23x (tests/benchmarks/bench_parallel_runs.py).
+    parallel_runs: int = 2
 
 
 PROFILES = {
@@ -108,6 +116,7 @@ def prepare(out: Path, profile: Profile, setting: str, models: dict, progress: b
             "test": bench_settings.eval_records(s, "test", profile.test_per_skill), "teacher_stats": stats}
 
 
+_EVALUATING = threading.Lock()
 EVAL_VERSION = 1  # bump when evaluate() changes what it measures: stored metrics are then recomputed
 
 
@@ -124,25 +133,35 @@ def evaluate_once(model: Path, records: list[dict], store: Path, **options) -> d
     path = Path(store) / f"{h.hexdigest()[:20]}.json"
     if path.exists():
         return json.loads(path.read_text())
-    metrics = evaluate(model, None, records, **options)
+    # One evaluation at a time: sampling for pass@k seeds torch's global generator, which runs side by side would
+    # share (a training run beside it does its work in a Ray worker, not here).
+    with _EVALUATING:
+        metrics = evaluate(model, None, records, **options)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text(path, json.dumps(metrics) + "\n")
     return metrics
 
 
-def train_variant(prep: dict, profile: Profile, variant: str, distill: dict, seed: int, progress: bool = True
-                  ) -> tuple[Path, int]:
-    """Train one variant with one seed (resumable, reused when done): (model folder, steps)."""
+def torch_threads(profile: Profile) -> int:
+    """Torch threads of one training run: the cores shared by the runs that train side by side."""
+    return max(1, (os.cpu_count() or 1) // max(1, profile.parallel_runs))
+
+
+def train_variant(prep: dict, profile: Profile, variant: str, distill: dict, seed: int, progress: bool = True,
+                  name: str | None = None) -> tuple[Path, int]:
+    """Train one variant with one seed (resumable, reused when done; ``name``: the run folder, default
+    ``variants.run_name``): (model folder, steps)."""
     losses = loss_settings(variant, distill)
     if losses is None:
         return prep["models"]["pivot"], 0
     out = prep["out"]
     sources = [] if variant == "sft" else [TrainSource(shards=str(out / "aligned" / n)) for n in SOURCES]
     cfg = TrainConfig(pivot_model=str(prep["models"]["pivot"]), pivot_shards=str(prep["shards"] / "pivot"),
-                      sources=sources, output=str(out / "train"), run_name=run_name(variant, distill, seed),
+                      sources=sources, output=str(out / "train"), run_name=name or run_name(variant, distill, seed),
                       loss=LossConfig(**losses), epochs=profile.epochs, max_steps=profile.max_steps,
                       batch_size=profile.batch_size,
-                      lr=profile.lr, warmup_steps=10, seed=seed, checkpoint_every=1000, progress=progress)
+                      lr=profile.lr, warmup_steps=10, seed=seed, checkpoint_every=1000, progress=progress,
+                      torch_threads=torch_threads(profile))
     cfg.validate()
     res = run_train(cfg)
     return Path(res["model"]), res["step"]
@@ -169,8 +188,9 @@ def check_teachers(models: dict, profile: Profile, progress: bool = True) -> tup
     return ems, weak
 
 
-def choose_settings(prep: dict, profile: Profile, progress: bool = True) -> dict:
-    """Coordinate search on the val split (seed = the profile's first); writes ``selection.json`` next to the data."""
+def choose_settings(prep: dict, profile: Profile, pool: ThreadPoolExecutor, progress: bool = True) -> dict:
+    """Coordinate search on the val split (seed = the profile's first), one setting's values trained side by side
+    in ``pool``; writes ``selection.json`` next to the data."""
     seed = profile.seeds[0]
 
     def val_metrics(distill: dict) -> dict:
@@ -180,7 +200,7 @@ def choose_settings(prep: dict, profile: Profile, progress: bool = True) -> dict
             print(json.dumps({"selection": distill, **metrics}), flush=True)
         return metrics
 
-    best, trials = coordinate_search(val_metrics, grid=profile.grid, start=profile.distill)
+    best, trials = coordinate_search(val_metrics, grid=profile.grid, start=profile.distill, map_fn=pool.map)
     write_text(prep["out"] / "selection.json", json.dumps({"chosen": best, "trials": trials}, indent=1) + "\n")
     return best
 
@@ -197,38 +217,33 @@ def run_benchmark(out: str | Path, profile: Profile, progress: bool = True, on_r
         raise ConfigError(f"Profile.models has no model for {missing}; it maps each of {list(ROLES)} to a bench model")
     for name in profile.settings:
         bench_settings.setting(name)  # refuse an unknown setting before any work
+    if profile.parallel_runs < 1:
+        raise ConfigError(f"Profile.parallel_runs must be >= 1, got {profile.parallel_runs}")
     ensure_ray()
     built = ensure_bench_models([profile.models[role] for role in ROLES], progress=progress)
     models = {role: built[profile.models[role]] for role in ROLES}
     teacher_val, weak = check_teachers(models, profile, progress)
     distill = dict(profile.distill)
     preps = {}
-    if profile.select_on:
-        preps[profile.select_on] = prepare(out / profile.select_on, profile, profile.select_on, models, progress)
-        distill = choose_settings(preps[profile.select_on], profile, progress)
-    rows = []
-
-    def add(row: dict) -> None:
-        rows.append(row)
-        if on_row:
-            on_row(row)
-        elif progress:
-            print(json.dumps(row), flush=True)
-
-    for name in profile.settings:
-        prep = preps.get(name) or prepare(out / name, profile, name, models, progress)
-        preps[name] = prep
-        # The teachers: the ceiling a fused pivot could reach on each skill (one evaluation, no seeds).
-        for role in SOURCES:
-            add({"setting": name, "variant": f"{role} (teacher)", "seed": 0, "steps": 0,
-                 **evaluate_once(models[role], prep["test"], prep["evals"], k=profile.k)})
-        for variant in profile.variants:
-            seeds = profile.seeds if loss_settings(variant, distill) is not None else profile.seeds[:1]
-            for seed in seeds:
-                model, steps = train_variant(prep, profile, variant, distill, seed, progress)
-                add({"setting": name, "variant": variant, "seed": seed, "steps": steps,
-                     **evaluate_once(model, prep["test"], prep["evals"], k=profile.k, seed=seed)})
+    # Training runs (each with its evaluation) go side by side; rows are still reported in the plan's order.
+    pool = ThreadPoolExecutor(profile.parallel_runs, thread_name_prefix="bench-run")
+    runs = _Runs(pool, profile, progress)
+    try:
+        if profile.select_on:
+            name = profile.select_on
+            preps[name] = prepare(out / name, profile, name, models, progress)
+            # Test runs the search cannot change (sft) queue first: they fill the pool's free place while the search
+            # trains one value at a time (its later settings have a single value left to try).
+            for variant in profile.variants:
+                if variant not in DISTILLED and loss_settings(variant, distill) is not None:
+                    for seed in profile.seeds:
+                        runs.submit(preps[name], name, variant, seed, distill)
+            distill = choose_settings(preps[name], profile, pool, progress)
+        rows = _run_settings(out, profile, models, distill, preps, runs, progress, on_row)
+    finally:
+        pool.shutdown(cancel_futures=True)
     summary = report.summarize(rows)
+
     stats = {name: p["teacher_stats"] for name, p in preps.items()}
     _write_jsonl(out / "results.jsonl", rows)
     table = report.markdown(summary, len(profile.seeds), stats, rows)
@@ -241,3 +256,50 @@ def run_benchmark(out: str | Path, profile: Profile, progress: bool = True, on_r
     png = report.bar_chart(summary, out / "accuracy.png")
     return {"rows": rows, "summary": summary, "table": table, "png": str(png), "seconds": time.time() - t0,
             "preps": preps, "distill": distill, "teacher_val": teacher_val, "weak_teachers": weak}
+
+
+class _Runs:
+    """Training runs of the test phase in ``pool``, each with its test evaluation, at most one per (setting, variant,
+    seed): a run submitted early is the one its row waits for later."""
+
+    def __init__(self, pool: ThreadPoolExecutor, profile: Profile, progress: bool):
+        self.pool, self.profile, self.progress = pool, profile, progress
+        self.futures: dict[tuple, Future] = {}
+
+    def submit(self, prep: dict, name: str, variant: str, seed: int, distill: dict) -> Future:
+        key = (name, variant, seed)
+        if key not in self.futures:
+            self.futures[key] = self.pool.submit(self._one, prep, name, variant, seed, distill)
+        return self.futures[key]
+
+    def _one(self, prep: dict, name: str, variant: str, seed: int, distill: dict) -> dict:
+        model, steps = train_variant(prep, self.profile, variant, distill, seed, self.progress)
+        return {"setting": name, "variant": variant, "seed": seed, "steps": steps,
+                **evaluate_once(model, prep["test"], prep["evals"], k=self.profile.k, seed=seed)}
+
+
+def _run_settings(out: Path, profile: Profile, models: dict, distill: dict, preps: dict, runs: _Runs,
+                  progress: bool, on_row) -> list[dict]:
+    """Every setting's teachers, then its variants x seeds on test (trained and evaluated by ``runs``); the rows in
+    plan order, each handed to ``on_row`` (or printed) as soon as it and the rows before it are done."""
+    rows: list[dict] = []
+
+    def add(row: dict) -> None:
+        rows.append(row)
+        if on_row:
+            on_row(row)
+        elif progress:
+            print(json.dumps(row), flush=True)
+
+    for name in profile.settings:
+        prep = preps.get(name) or prepare(out / name, profile, name, models, progress)
+        preps[name] = prep
+        pending = [runs.submit(prep, name, variant, seed, distill) for variant in profile.variants
+                   for seed in (profile.seeds if loss_settings(variant, distill) is not None else profile.seeds[:1])]
+        # The teachers: the ceiling a fused pivot could reach on each skill (one evaluation, no seeds).
+        for role in SOURCES:
+            add({"setting": name, "variant": f"{role} (teacher)", "seed": 0, "steps": 0,
+                 **evaluate_once(models[role], prep["test"], prep["evals"], k=profile.k)})
+        for run in pending:
+            add(run.result())
+    return rows

@@ -79,11 +79,13 @@ def goal(rows: list[dict], fused: str = "sft+uld+gld", base: str = "sft", near: 
             continue
         d, spread, v = compare(primary_by_seed(rows, name, fused), primary_by_seed(rows, name, base))
         cell = f"{100 * d:+.1f} (spread {100 * spread:.1f})"
+        verdict = ["below", "within the spread", "beats"][v + 1]
         if (name, near) in have:
             dn, sn, vn = compare(primary_by_seed(rows, name, fused), primary_by_seed(rows, name, near))
             cell += f"; vs {near} {100 * dn:+.1f} (spread {100 * sn:.1f})"
             below_near += [name] if vn < 0 else []
-        lines.append(f"| {name} | {cell} | {['below', 'within the spread', 'beats'][v + 1]} |")
+            verdict += f"; below {near}" if vn < 0 else ""
+        lines.append(f"| {name} | {cell} | {verdict} |")
         group = "little-data" if name.startswith("little-data-") else name
         wins.setdefault(group, []).append(v > 0)
     if not lines:

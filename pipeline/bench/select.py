@@ -2,13 +2,14 @@
 
 Start from ``variants.DEFAULT``; for each setting in turn (λ, temperature, GLD space, normalisation) train
 SFT+ULD+GLD with each value, keep the one with the best mean val exact match over skills (ties keep the current
-value), and go on from there. Every run is recorded; the test split is never read.
+value), and go on from there. The values of one setting do not depend on each other, so they train side by side
+(``map_fn``); the choice among them is the same as one at a time. Every run is recorded; the test split is never read.
 """
 
 from __future__ import annotations
 
 import statistics
-from typing import Callable
+from typing import Callable, Iterable
 
 from pipeline.bench.variants import DEFAULT, GRID
 
@@ -18,26 +19,36 @@ def primary(metrics: dict) -> float:
     return statistics.fmean(v for k, v in metrics.items() if k.endswith("/em"))
 
 
-def coordinate_search(score: Callable[[dict], dict], grid: dict = GRID, start: dict = DEFAULT
-                      ) -> tuple[dict, list[dict]]:
+def coordinate_search(score: Callable[[dict], dict], grid: dict = GRID, start: dict = DEFAULT,
+                      map_fn: Callable[[Callable, list], Iterable] = map) -> tuple[dict, list[dict]]:
     """(best settings, every trial as ``{"settings", "metrics", "score"}``); ``score(settings)`` trains one run and
-    returns its val metrics. A settings dict already tried is not trained again."""
-    best = dict(start)
+    returns its val metrics; ``map_fn(score, candidates)`` runs one setting's candidates (the start joins the first
+    setting's), in order: ``executor.map`` trains them side by side. A settings dict already tried is not trained
+    again."""
     trials: list[dict] = []
 
-    def trial(settings: dict) -> float:
-        for t in trials:
-            if t["settings"] == settings:
-                return t["score"]
-        metrics = score(settings)
-        trials.append({"settings": dict(settings), "metrics": metrics, "score": primary(metrics)})
-        return trials[-1]["score"]
+    def tried(settings: dict) -> dict | None:
+        return next((t for t in trials if t["settings"] == settings), None)
 
-    best_score = trial(best)
+    def run(candidates: list[dict]) -> None:
+        new: list[dict] = []
+        for c in candidates:
+            if tried(c) is None and c not in new:
+                new.append(c)
+        for settings, metrics in zip(new, map_fn(score, new)):
+            trials.append({"settings": dict(settings), "metrics": metrics, "score": primary(metrics)})
+
+    best = dict(start)
+    first = True
     for key, values in grid.items():
-        for value in values:
-            cand = best | {key: value}
-            s = trial(cand)
+        candidates = [best | {key: value} for value in values]
+        run(([best] if first else []) + candidates)
+        if first:
+            best_score, first = tried(best)["score"], False
+        for cand in candidates:
+            s = tried(cand)["score"]
             if s > best_score:
                 best, best_score = cand, s
+    if first:  # an empty grid: the start alone
+        run([best])
     return best, trials

@@ -9,7 +9,8 @@ of a list in any order, source B (SentencePiece-style) on Dyck-language completi
 a third tokenizer. Settings where the teachers know more than the labels: several-answers (evens:
 one sampled order per prompt in the fusion data), noisy-labels (20 % wrong fusion responses),
 little-data-N (N fusion problems per skill). Variants: pivot (no training), sft, sft+kl, sft+uld,
-sft+uld+gld; distillation picks the teacher per sample by MinCE. λ, temperature, GLD space and
+sft+uld+gld (the full profile runs all but sft+kl); distillation picks the teacher per sample by
+MinCE. Training runs go --parallel-runs at a time. λ, temperature, GLD space and
 normalisation are chosen on the val split of --select-on (one seed), then each setting's test split
 is evaluated once per seed: greedy exact match, pass@4, NLL of the gold answer(s).
 Writes OUT/results.jsonl, OUT/results.md, OUT/accuracy.png, OUT/<setting>/selection.json.
@@ -34,6 +35,8 @@ def add_arguments(p, name: str) -> None:
                                                  "little-data-<n>, clean)")
     p.add_argument("--select-on", help="setting whose val split chooses the distillation settings; 'none' keeps "
                                        "the profile's")
+    p.add_argument("--parallel-runs", type=int, help="training runs at a time, each at cores / N torch threads "
+                                                     "(default 2: best on the 2-core machine, README)")
 
 
 def run(args) -> int:
@@ -41,7 +44,7 @@ def run(args) -> int:
     from pipeline.bench.fusion import PROFILES, run_benchmark
 
     profile = dataclasses.replace(PROFILES[args.profile])
-    for field in ("seeds", "variants", "settings"):
+    for field in ("seeds", "variants", "settings", "parallel_runs"):
         if getattr(args, field):
             setattr(profile, field, getattr(args, field))
     if args.select_on:

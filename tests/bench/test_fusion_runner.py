@@ -62,6 +62,25 @@ def test_coordinate_search_moves_one_setting_at_a_time():
     assert trials[0]["score"] == pytest.approx(0.25)
 
 
+def test_coordinate_search_trains_one_settings_values_together():
+    batches = []
+
+    def map_fn(fn, candidates):
+        batches.append([(c["lambda"], c["temperature"]) for c in candidates])
+        return [fn(c) for c in candidates]
+
+    def score(s):
+        return {"a/em": -abs(s["lambda"] - 0.5) + (s["temperature"] == 1.0) * 0.1}
+
+    grid = {"lambda": [0.1, 0.5, 1.0], "temperature": [1.0, 2.0]}
+    best, trials = select.coordinate_search(score, grid, DEFAULT | {"lambda": 1.0}, map_fn=map_fn)
+    # the start joins λ's values (not twice); T 2 at the chosen λ is the start of that round, tried already
+    assert batches == [[(1.0, 2.0), (0.1, 2.0), (0.5, 2.0)], [(0.5, 1.0)]]
+    assert best == DEFAULT | {"lambda": 0.5, "temperature": 1.0} and len(trials) == 4
+    same, _ = select.coordinate_search(score, grid, DEFAULT | {"lambda": 1.0})  # one at a time: the same choice
+    assert same == best
+
+
 def test_noisy_setting_corrupts_exactly_its_share():
     recs = settings.fusion_records(settings.setting("noisy-labels"), 50)
     bad = [r for r in recs if r.get("corrupted")]
@@ -112,8 +131,10 @@ def test_goal_is_judged_beyond_the_seed_spread():
     assert "| little-data-3200 | -12.0 (spread 1.6) | below |" in text
     assert "| several-answers | +10.0 (spread 3.3); vs sft+uld +2.0 (spread 1.6) | beats |" in text
     worse = [r | {"dyck/em": 0.6, "evens/em": 0.6} if r["variant"] == "sft+uld" else r for r in data]
+    worse_text = "\n".join(report.goal(worse))
     assert "**not met** — beats sft on 2 of 3 (several-answers, little-data); below sft+uld on several-answers" in \
-        "\n".join(report.goal(worse))
+        worse_text
+    assert "| several-answers | +10.0 (spread 3.3); vs sft+uld -8.0 (spread 1.6) | beats; below sft+uld |" in worse_text
     assert report.goal(rows("x", "sft", base)) == []
     one_seed = rows("several-answers", "sft", [0.4]) + rows("several-answers", "sft+uld+gld", [0.5])
     assert report.goal(one_seed) == []
@@ -131,6 +152,9 @@ def test_profiles_name_known_models_for_every_role(tmp_path):
     assert set(full.train.skills) == set(fusion.SOURCES["arith-source"])
     with pytest.raises(ConfigError, match="no model for \\['pivot'\\]"):
         fusion.run_benchmark(tmp_path, fusion.Profile(models={"arith-source": "a", "dyck-source": "d"}))
+    with pytest.raises(ConfigError, match="parallel_runs must be >= 1, got 0"):
+        fusion.run_benchmark(tmp_path, fusion.Profile(parallel_runs=0))
+    assert fusion.torch_threads(fusion.Profile(parallel_runs=64)) == 1  # never below one thread
 
 
 def test_evaluations_are_stored_by_weights_records_and_options(tmp_path, monkeypatch):
