@@ -7,7 +7,8 @@ ratio depends on the workload size: ``--samples 600,3000`` measures each size si
 job, per size), so a machine shared with other work loads both sides alike. The ``startup`` figure breaks the
 start-up down from start-up marks (``pipeline/trace.py``) of the driver, the tasks and the actor: seconds from the
 job's start to each first event; ``cli_startup`` times a fresh ``logitfuse capture --help`` (the imports a
-command pays before its job runs).
+command pays before its job runs) and ``cold_import_s`` the library imports every cold worker pays (torch, and
+transformers' tokenizer or model stack): the floor under the job's start-up that no plan change removes.
 Usage: python tests/benchmarks/bench_capture.py [--samples 600,3000] [--layers 6] [--hidden 384]
 """
 
@@ -67,6 +68,7 @@ def main() -> None:
     from pipeline import trace
 
     cli_startup()
+    import_costs()
     model_path = build_model(args.hidden, args.layers)
     marks = Path(tempfile.mkdtemp(prefix="bench_capture-trace-")) / "trace.jsonl"
     os.environ[trace.ENV] = str(marks)  # before ray.init: the workers inherit it
@@ -84,6 +86,25 @@ def cli_startup() -> None:
                    stdout=subprocess.DEVNULL, env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[2])})
     print(json.dumps({"bench": "capture", "figure": "cli_startup_s", "value": round(time.perf_counter() - t0, 2),
                       "what": "python -m pipeline.cli capture --help in a fresh process",
+                      "loadavg_1m": round(os.getloadavg()[0], 1)}), flush=True)
+
+
+IMPORTS = {  # what a cold Ray worker of capture imports before its first batch, cumulative
+    "torch": "import torch",
+    "tokenize_task": "from transformers import AutoTokenizer",  # pulls torch in too when it is installed
+    "forward_actor": "import torch; from transformers import AutoModelForCausalLM, GPT2LMHeadModel",
+}
+
+
+def import_costs() -> None:
+    """Wall seconds of each cold import in a fresh interpreter: the floor of a cold worker's start-up."""
+    out = {}
+    for name, code in IMPORTS.items():
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True)
+        out[name] = round(time.perf_counter() - t0, 2)
+    print(json.dumps({"bench": "capture", "figure": "cold_import_s", "value": out,
+                      "what": "python -c '<import>' in a fresh process, interpreter start included",
                       "loadavg_1m": round(os.getloadavg()[0], 1)}), flush=True)
 
 
