@@ -114,7 +114,7 @@ def train_loop(config: dict) -> None:
     _log(rank, f"run folder {run}; workers on nodes {nodes}")
     metrics = MetricsLog(run, step, cfg.report_to) if rank == 0 else None
     names = [s.name or posixpath.basename(s.shards.rstrip("/")) for s in cfg.sources]
-    t_last = time.perf_counter()
+    t_last, start_step = time.perf_counter(), step
     mark("loop.loader_ready")
     for batch in loader:
         if step >= total:
@@ -126,8 +126,8 @@ def train_loop(config: dict) -> None:
             return
         scheduler.step()
         step += 1
-        if step == 1:
-            mark("loop.first_step")
+        if step == start_step + 1:
+            mark("loop.first_step")  # of this process: a resumed run starts past step 0
         now = time.perf_counter()
         tokens = sum(b.tokens for b in batch.micro) * world
         terms |= {"step": step, "epoch": batch.epoch, "samples": batch.samples, "lr": scheduler.get_last_lr()[0],
