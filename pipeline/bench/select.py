@@ -35,20 +35,20 @@ def coordinate_search(score: Callable[[dict], dict], grid: dict = GRID, start: d
         for c in candidates:
             if tried(c) is None and c not in new:
                 new.append(c)
-        for settings, metrics in zip(new, map_fn(score, new)):
-            trials.append({"settings": dict(settings), "metrics": metrics, "score": primary(metrics)})
+        if new:
+            for settings, metrics in zip(new, map_fn(score, new)):
+                trials.append({"settings": dict(settings), "metrics": metrics, "score": primary(metrics)})
 
     best = dict(start)
-    first = True
-    for key, values in grid.items():
+    items = list(grid.items())
+    # the start trains together with the first setting's values (that round then finds them all tried)
+    run([best] + ([best | {items[0][0]: value} for value in items[0][1]] if items else []))
+    best_score = tried(best)["score"]
+    for key, values in items:
         candidates = [best | {key: value} for value in values]
-        run(([best] if first else []) + candidates)
-        if first:
-            best_score, first = tried(best)["score"], False
+        run(candidates)
         for cand in candidates:
             s = tried(cand)["score"]
             if s > best_score:
                 best, best_score = cand, s
-    if first:  # an empty grid: the start alone
-        run([best])
     return best, trials
