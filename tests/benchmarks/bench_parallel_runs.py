@@ -4,8 +4,8 @@ A training run of the benchmark's tiny pivot is about half fixed cost: Ray Train
 actors cold (each a fresh Python process importing Ray, torch and transformers) and the worker builds the model
 before the first step. ``run_benchmark`` therefore trains ``Profile.parallel_runs`` runs at a time, each at
 cores // parallel_runs torch threads. This measures that choice: for each width (1 = one at a time with every core)
-it trains ``width`` runs of the same variant and seed under fresh run names (``--rounds`` times as many at width 1,
-so both sides do the same work) and prints one JSON line per width with runs per minute, and the speed-up over one
+it trains ``width`` runs of the same variant and seed under fresh run names (at width 1 as many runs as the widest
+width trains, so both sides do the same work) and prints one JSON line per width with runs per minute, and the speed-up over one
 at a time. The setting is prepared once (capture + align) before any timing.
 Usage: python tests/benchmarks/bench_parallel_runs.py [--widths 1,2,3] [--steps 150] [--models bench|quick]
 """
@@ -53,8 +53,9 @@ def main() -> None:
         n = most if width == 1 else width  # one at a time trains as many runs as the widest side by side
         t0 = time.perf_counter()
         with ThreadPoolExecutor(width) as pool:
-            list(pool.map(lambda i: _train(fusion, prep, profile, args.variant, CHOSEN, f"w{width}-{i}"),
-                          range(n)))
+            # fresh run names: never a run already trained
+            list(pool.map(lambda i: fusion.train_variant(prep, profile, args.variant, CHOSEN, 0, progress=False,
+                                                         name=f"{args.variant}-w{width}-{i}"), range(n)))
         wall = time.perf_counter() - t0
         per_minute[width] = 60 * n / wall
         print(json.dumps({"bench": "parallel_runs", "width": width, "runs": n, "steps": args.steps,
@@ -64,11 +65,6 @@ def main() -> None:
                           if widths[0] == 1 else None, "cores": os.cpu_count(), "models": args.models,
                           "loadavg_1m": round(os.getloadavg()[0], 1)}), flush=True)
     shutil.rmtree(work, ignore_errors=True)
-
-
-def _train(fusion, prep: dict, profile, variant: str, distill: dict, tag: str) -> None:
-    """One run of ``variant`` under a fresh run name (never one already trained), in ``prep``'s train folder."""
-    fusion.train_variant(prep, profile, variant, distill, 0, progress=False, name=f"{variant}-{tag}")
 
 
 if __name__ == "__main__":
