@@ -16,7 +16,8 @@ import os
 import sys
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from multiprocessing import get_context
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,9 +69,9 @@ class Profile:
     min_teacher_em: float = 0.8
     # role -> benchmark model (``pipeline.bench.source_train.BENCH_MODELS``)
     models: dict[str, str] = field(default_factory=lambda: {role: role for role in ROLES})
-    # Training runs at a time, each at cores // parallel_runs torch threads. A run of these tiny models is half fixed
-    # cost (Ray Train's actors and the worker's imports start cold), so two side by side on the 2-core machine did
-    # 1.47x the runs of one at a time at two threads, and three 1.23x (tests/benchmarks/bench_parallel_runs.py).
+    # Training runs at a time, each in its own long-lived trainer process (the train job's local mode) at
+    # cores // parallel_runs torch threads. On the 2-core machine (tests/benchmarks/bench_parallel_runs.py, 150-step
+    # runs) two side by side did 11.1 runs/min against 7.7 one at a time, and a Ray Train actor per run 3.8 / 3.0.
     parallel_runs: int = 2
 
 
@@ -133,8 +134,8 @@ def evaluate_once(model: Path, records: list[dict], store: Path, **options) -> d
     path = Path(store) / f"{h.hexdigest()[:20]}.json"
     if path.exists():
         return json.loads(path.read_text())
-    # One evaluation at a time: sampling for pass@k seeds torch's global generator, which runs side by side would
-    # share (a training run beside it does its work in a Ray worker, not here).
+    # One evaluation at a time in a process: sampling for pass@k seeds torch's global generator, which evaluations
+    # side by side would share (trained runs are evaluated in their own trainer process).
     with _EVALUATING:
         metrics = evaluate(model, None, records, **options)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,9 +149,10 @@ def torch_threads(profile: Profile) -> int:
 
 
 def train_variant(prep: dict, profile: Profile, variant: str, distill: dict, seed: int, progress: bool = True,
-                  name: str | None = None) -> tuple[Path, int]:
+                  name: str | None = None, num_workers: int = 0) -> tuple[Path, int]:
     """Train one variant with one seed (resumable, reused when done; ``name``: the run folder, default
-    ``variants.run_name``): (model folder, steps)."""
+    ``variants.run_name``): (model folder, steps). ``num_workers`` 0 trains in this process (the train job's local
+    mode, see :func:`train_and_evaluate`); 1 in one Ray Train worker actor."""
     losses = loss_settings(variant, distill)
     if losses is None:
         return prep["models"]["pivot"], 0
@@ -161,10 +163,26 @@ def train_variant(prep: dict, profile: Profile, variant: str, distill: dict, see
                       loss=LossConfig(**losses), epochs=profile.epochs, max_steps=profile.max_steps,
                       batch_size=profile.batch_size,
                       lr=profile.lr, warmup_steps=10, seed=seed, checkpoint_every=1000, progress=progress,
-                      torch_threads=torch_threads(profile))
+                      torch_threads=torch_threads(profile), num_workers=num_workers)
     cfg.validate()
     res = run_train(cfg)
     return Path(res["model"]), res["step"]
+
+
+def train_and_evaluate(prep: dict, profile: Profile, variant: str, distill: dict, seed: int, split: str,
+                       progress: bool, options: dict) -> tuple[int, dict]:
+    """Train one run and evaluate it on ``prep[split]`` with ``evaluate`` ``options``: (steps, metrics). Runs in one of the benchmark's trainer
+    processes (:func:`trainer_pool`): the train job's local mode trains in the calling process and seeds its global
+    RNGs, so two runs side by side need two processes."""
+    model, steps = train_variant(prep, profile, variant, distill, seed, progress)
+    return steps, evaluate_once(model, prep[split], prep["evals"], **options)
+
+
+def trainer_pool(profile: Profile) -> ProcessPoolExecutor:
+    """``profile.parallel_runs`` long-lived trainer processes. Each imports torch and the project once and then trains
+    run after run in the train job's local mode (``num_workers=0``: no Ray Train controller or worker actors to start
+    per run), which is most of what a run of these tiny models costs (README "Fusion benchmark")."""
+    return ProcessPoolExecutor(profile.parallel_runs, mp_context=get_context("spawn"))
 
 
 def check_teachers(models: dict, profile: Profile, progress: bool = True) -> tuple[dict, list[str]]:
@@ -188,14 +206,15 @@ def check_teachers(models: dict, profile: Profile, progress: bool = True) -> tup
     return ems, weak
 
 
-def choose_settings(prep: dict, profile: Profile, pool: ThreadPoolExecutor, progress: bool = True) -> dict:
+def choose_settings(prep: dict, profile: Profile, pool: ThreadPoolExecutor, trainers: ProcessPoolExecutor,
+                    progress: bool = True) -> dict:
     """Coordinate search on the val split (seed = the profile's first), one setting's values trained side by side
-    in ``pool``; writes ``selection.json`` next to the data."""
+    (``pool`` waits on ``trainers``); writes ``selection.json`` next to the data."""
     seed = profile.seeds[0]
 
     def val_metrics(distill: dict) -> dict:
-        model, _ = train_variant(prep, profile, "sft+uld+gld", distill, seed, progress)
-        metrics = evaluate_once(model, prep["val"], prep["evals"], k=0)
+        _, metrics = trainers.submit(train_and_evaluate, prep, profile, "sft+uld+gld", distill, seed, "val",
+                                     progress, {"k": 0}).result()
         if progress:
             print(json.dumps({"selection": distill, **metrics}), flush=True)
         return metrics
@@ -227,7 +246,8 @@ def run_benchmark(out: str | Path, profile: Profile, progress: bool = True, on_r
     preps = {}
     # Training runs (each with its evaluation) go side by side; rows are still reported in the plan's order.
     pool = ThreadPoolExecutor(profile.parallel_runs, thread_name_prefix="bench-run")
-    runs = _Runs(pool, profile, progress)
+    trainers = trainer_pool(profile)
+    runs = _Runs(pool, trainers, profile, progress)
     try:
         if profile.select_on:
             name = profile.select_on
@@ -238,10 +258,11 @@ def run_benchmark(out: str | Path, profile: Profile, progress: bool = True, on_r
                 if variant not in DISTILLED and loss_settings(variant, distill) is not None:
                     for seed in profile.seeds:
                         runs.submit(preps[name], name, variant, seed, distill)
-            distill = choose_settings(preps[name], profile, pool, progress)
+            distill = choose_settings(preps[name], profile, pool, trainers, progress)
         rows = _run_settings(out, profile, models, distill, preps, runs, progress, on_row)
     finally:
         pool.shutdown(cancel_futures=True)
+        trainers.shutdown(cancel_futures=True)
     summary = report.summarize(rows)
 
     stats = {name: p["teacher_stats"] for name, p in preps.items()}
@@ -259,11 +280,11 @@ def run_benchmark(out: str | Path, profile: Profile, progress: bool = True, on_r
 
 
 class _Runs:
-    """Training runs of the test phase in ``pool``, each with its test evaluation, at most one per (setting, variant,
-    seed): a run submitted early is the one its row waits for later."""
+    """Training runs of the test phase, each with its test evaluation, at most one per (setting, variant, seed): a run
+    submitted early is the one its row waits for later. A thread of ``pool`` waits on each run's trainer process."""
 
-    def __init__(self, pool: ThreadPoolExecutor, profile: Profile, progress: bool):
-        self.pool, self.profile, self.progress = pool, profile, progress
+    def __init__(self, pool: ThreadPoolExecutor, trainers: ProcessPoolExecutor, profile: Profile, progress: bool):
+        self.pool, self.trainers, self.profile, self.progress = pool, trainers, profile, progress
         self.futures: dict[tuple, Future] = {}
 
     def submit(self, prep: dict, name: str, variant: str, seed: int, distill: dict) -> Future:
@@ -273,9 +294,14 @@ class _Runs:
         return self.futures[key]
 
     def _one(self, prep: dict, name: str, variant: str, seed: int, distill: dict) -> dict:
-        model, steps = train_variant(prep, self.profile, variant, distill, seed, self.progress)
-        return {"setting": name, "variant": variant, "seed": seed, "steps": steps,
-                **evaluate_once(model, prep["test"], prep["evals"], k=self.profile.k, seed=seed)}
+        options = {"k": self.profile.k, "seed": seed}
+        if loss_settings(variant, distill) is None:  # the untrained pivot: nothing to train, evaluated here
+            steps, metrics = train_and_evaluate(prep, self.profile, variant, distill, seed, "test", self.progress,
+                                                options)
+        else:
+            steps, metrics = self.trainers.submit(train_and_evaluate, prep, self.profile, variant, distill, seed,
+                                                  "test", self.progress, options).result()
+        return {"setting": name, "variant": variant, "seed": seed, "steps": steps, **metrics}
 
 
 def _run_settings(out: Path, profile: Profile, models: dict, distill: dict, preps: dict, runs: _Runs,

@@ -35,7 +35,8 @@ def add_arguments(p, name: str) -> None:
                                                  "little-data-<n>, clean)")
     p.add_argument("--select-on", help="setting whose val split chooses the distillation settings; 'none' keeps "
                                        "the profile's")
-    p.add_argument("--parallel-runs", type=int, help="training runs at a time, each at cores / N torch threads "
+    p.add_argument("--parallel-runs", type=int, help="training runs at a time, each in its own trainer process "
+                                                     "(the train job's local mode) at cores / N torch threads "
                                                      "(default 2: best on the 2-core machine, README)")
 
 

@@ -68,8 +68,10 @@ def save(folder: str | Path, rank: int, model, optimizer, scheduler) -> None:
 
 
 def finish(checkpoint, state: dict) -> None:
-    """Mark a persisted checkpoint complete: write ``state.json`` into it (rank 0, after every rank's upload)."""
-    fs, path = checkpoint.filesystem, f"{checkpoint.path}/{STATE}"
+    """Mark a persisted checkpoint complete: write ``state.json`` into it (rank 0, after every rank's upload).
+    ``checkpoint``: Ray Train's ``Checkpoint`` or a :class:`Location`."""
+    fs = checkpoint.fs if isinstance(checkpoint, Location) else checkpoint.filesystem
+    path = f"{checkpoint.path}/{STATE}"
     data = json.dumps(state, indent=1).encode()
     if not isinstance(fs, pafs.LocalFileSystem):  # one PUT: the object appears whole or not at all
         with fs.open_output_stream(path) as f:
@@ -123,6 +125,20 @@ def latest(folder: str | Location) -> Location | None:
         except (ValueError, KeyError, FileNotFoundError):
             continue  # a checkpoint cut short while being written
     return max(found, key=lambda f: f[:2])[2] if found else None
+
+
+def prune(folder: Location, keep: int) -> None:
+    """Remove every checkpoint below ``folder`` but the newest ``keep`` complete ones (and any unfinished one older
+    than those): what Ray Train's ``CheckpointConfig(num_to_keep)`` does for its own reports."""
+    found = sorted((info.path for info in folder.list() if posixpath.basename(info.path).startswith("checkpoint-")),
+                   reverse=True)  # checkpoint-<step, 7 digits>: newest first
+    complete = [p for p in found if (folder / posixpath.basename(p) / STATE).exists()]
+    if len(complete) < keep:
+        return
+    oldest_kept = complete[keep - 1]
+    for p in found:
+        if p < oldest_kept:
+            (folder / posixpath.basename(p)).rmtree()
 
 
 class _ArrowFileSystem(FileSystemBase):

@@ -1,5 +1,9 @@
 """The train driver: check shards and resume compatibility, run Ray Train's TorchTrainer, write plots and the summary.
 
+``num_workers: 0`` is Ray Train's local mode (``ScalingConfig(num_workers=0)``): the loop runs in this process, no
+Ray instance starts, and the loop stores its checkpoints itself in the same folders Ray Train would use, so a run
+resumes in either mode.
+
 The run folder ``<output>/<run_name>`` is a local folder or an object-store prefix (``pipeline.train.storage``):
 Ray Train stores its checkpoints there (``RunConfig(storage_path, storage_filesystem)``), rank 0 writes the metrics
 and the final model there, and the driver reads them back from there, never from a worker's disk.
@@ -63,7 +67,7 @@ def _run_train(cfg: TrainConfig, run: Location) -> dict:
     if cfg.gpu_memory:  # the plan needs only the config: a run that cannot fit stops before any weight loads
         from pipeline.train.plan import check_fits
 
-        check_fits(cfg, cfg.num_workers, cfg.gpu_memory)
+        check_fits(cfg, max(1, cfg.num_workers), cfg.gpu_memory)
     run.mkdir()
     d = cfg.to_dict()
     describe = {k: json.dumps(d[k], sort_keys=True) for k in TrainConfig.RESULT_KEYS} | {"shards": data.fingerprint()}
@@ -80,14 +84,16 @@ def _run_train(cfg: TrainConfig, run: Location) -> dict:
         if state.get("done") and folder_complete(run / "model"):
             return _result(run, state)
     mark("train.checked")
-    ensure_ray(cfg.ray_address)
-    mark("train.ray_ready")
+    local = cfg.num_workers == 0  # Ray Train's local mode: the loop runs here, no Ray instance is needed
+    if not local:
+        ensure_ray(cfg.ray_address)
+        mark("train.ray_ready")
     storage = {"storage_path": str(run.as_path())} if run.local else \
         {"storage_path": run.path, "storage_filesystem": run.fs}  # workers rebuild it: no credential is pickled
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"cfg": d, "resume": _resume_spec(cfg, run, resume), "fingerprint": fingerprint,
-                           "describe": describe, "driver": driver.describe()},
+                           "describe": describe, "driver": driver.describe(), "local": local},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                                resources_per_worker={"CPU": cfg.cpus_per_worker},
                                                placement_strategy=cfg.placement_strategy),

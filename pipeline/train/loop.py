@@ -1,4 +1,5 @@
-"""The per-worker training loop run by Ray Train's TorchTrainer: FSDP2 or DDP (gloo on CPU, nccl on GPU)."""
+"""The per-worker training loop run by Ray Train's TorchTrainer: FSDP2 or DDP (gloo on CPU, nccl on GPU), or the one
+process of Ray Train's local mode (``num_workers: 0``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import math
 import os
 import posixpath
 import random
+import socket
 import tempfile
 import time
 
@@ -65,9 +67,23 @@ def build_model(cfg, model_path: str, rank: int, world: int, device: torch.devic
 
 
 def train_loop(config: dict) -> None:
-    """Train from config = {cfg: TrainConfig dict, resume, fingerprint, describe, driver}; the run folder and the
-    checkpoint to resume from are resolved here from the config (a local path or an object-store URL), never
-    taken from the driver's disk."""
+    """Train from config = {cfg: TrainConfig dict, resume, fingerprint, describe, driver, local}; the run folder and
+    the checkpoint to resume from are resolved here from the config (a local path or an object-store URL), never
+    taken from the driver's disk. In local mode the process gets a one-rank gloo group for the run (Ray Train sets
+    one up for its workers), so DCP and the sharded state-dict calls run unchanged."""
+    import torch.distributed as dist
+
+    own_group = bool(config.get("local")) and not dist.is_initialized()
+    if own_group:
+        dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        _train(config)
+    finally:
+        if own_group:
+            dist.destroy_process_group()
+
+
+def _train(config: dict) -> None:
     import ray.train
     import ray.train.torch
 
@@ -83,8 +99,9 @@ def train_loop(config: dict) -> None:
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    device = ray.train.torch.get_device()
-    nodes = _gather(ray.get_runtime_context().get_node_id(), world)
+    local = bool(config.get("local"))  # Ray Train's local mode: this process is the only worker, no Ray instance
+    device = _local_device(cfg) if local else ray.train.torch.get_device()
+    nodes = _gather(f"local:{socket.gethostname()}" if local else ray.get_runtime_context().get_node_id(), world)
     model, student, parallelism = build_model(cfg, resolve_model_path(cfg.pivot_model), rank, world, device)
     mark("loop.model_built")
     _log(rank, f"{parallelism} on {world} worker(s), precision {cfg.precision}, activation checkpointing "
@@ -143,7 +160,10 @@ def train_loop(config: dict) -> None:
             if metrics is not None:
                 metrics.sync()  # the metrics of every step up to the checkpoint are stored before it is complete
             mark("loop.checkpoint_start")
-            _report(rank, student, optimizer, scheduler, state, terms)
+            if local:
+                _store_local(run, cfg.keep_checkpoints, student, optimizer, scheduler, state)
+            else:
+                _report(rank, student, optimizer, scheduler, state, terms)
             mark("loop.checkpoint_end")
         if step >= total:
             break
@@ -178,6 +198,41 @@ def _resume_folder(config: dict, run: Location) -> Location | None:
     return location(resume["spec"]) if "spec" in resume else None
 
 
+def _local_device(cfg) -> torch.device:
+    """The device of a local-mode run: the first visible GPU when asked for, else the CPU."""
+    if cfg.use_gpu and not torch.cuda.is_available():
+        from pipeline.errors import TrainError
+
+        raise TrainError("use_gpu=true, but torch sees no CUDA device in this process")
+    return torch.device("cuda", torch.cuda.current_device()) if cfg.use_gpu else torch.device("cpu")
+
+
+def _checkpoint_name(step: int) -> str:
+    return f"checkpoint-{step:07d}"
+
+
+def _store_local(run: Location, keep: int, model, optimizer, scheduler, state: dict) -> None:
+    """Local mode's checkpoint (Ray Train keeps a local-mode report in memory only): written where Ray Train would
+    put it, ``state.json`` last, then every complete checkpoint but the newest ``keep`` removed."""
+    import shutil
+
+    from pipeline.train.storage import upload_folder
+
+    folder = run / RAY_DIR / _checkpoint_name(state["step"])
+    if folder.local:  # written beside its place, then renamed into it
+        tmp = folder.as_path().with_name(f".tmp-{folder.name}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        checkpoint.save(tmp, 0, model, optimizer, scheduler)
+        folder.rmtree()
+        tmp.rename(folder.as_path())
+    else:
+        with tempfile.TemporaryDirectory() as d:
+            checkpoint.save(d, 0, model, optimizer, scheduler)
+            upload_folder(d, folder, complete=False)
+    checkpoint.finish(folder, state)
+    checkpoint.prune(run / RAY_DIR, keep)
+
+
 def _report(rank, model, optimizer, scheduler, state, terms) -> None:
     import ray.train
     import torch.distributed as dist
@@ -186,7 +241,7 @@ def _report(rank, model, optimizer, scheduler, state, terms) -> None:
         checkpoint.save(d, rank, model, optimizer, scheduler)
         ray.train.report({k: v for k, v in terms.items() if isinstance(v, (int, float))},
                          checkpoint=ray.train.Checkpoint.from_directory(d),
-                         checkpoint_dir_name=f"checkpoint-{state['step']:07d}")
+                         checkpoint_dir_name=_checkpoint_name(state["step"]))
     if dist.is_initialized():
         dist.barrier()  # every rank's shards are in the merged folder before it is marked complete
     if rank == 0:

@@ -188,3 +188,26 @@ def test_a_run_the_memory_plan_cannot_fit_stops_before_loading(tmp_path, fusion_
     with pytest.raises(TrainError, match=r"memory plan needs [\d.]+ GiB per GPU on 1 GPUs, more than gpu_memory="):
         run_train(cfg)
     assert not (tmp_path / "runs" / cfg.run_name / "ray").exists()  # no trainer started, no weights loaded
+
+
+def test_local_mode_matches_one_ray_train_worker_and_resumes_exactly(fusion_shards, tmp_path):
+    # num_workers=0 is Ray Train's local mode: the loop runs in this process and stores its checkpoints itself, in
+    # the folders Ray Train uses. One Ray Train worker runs the same single-process loop, so the weights are equal.
+    cfg_path = train_yaml(tmp_path, fusion_shards, torch_threads=1, keep_checkpoints=2)
+    local = run_train(TrainConfig.load(cfg_path, ["run_name=local", "num_workers=0"]))
+    ray_run = run_train(TrainConfig.load(cfg_path, ["run_name=ray"]))
+    assert local["step"] == ray_run["step"] == 8 and local["nodes"][0].startswith("local:")
+    a, b = weights(tmp_path / "runs" / "local"), weights(tmp_path / "runs" / "ray")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ray_dir = tmp_path / "runs" / "local" / "ray"
+    assert sorted(p.name for p in ray_dir.iterdir()) == ["checkpoint-0000006", "checkpoint-0000008"]  # keep 2
+
+    # A kill while checkpoint 8 was being written (no state.json, no model): the rerun resumes from 6.
+    (ray_dir / "checkpoint-0000008" / "state.json").unlink()
+    shutil.rmtree(tmp_path / "runs" / "local" / "model")
+    resumed = run_train(TrainConfig.load(cfg_path, ["run_name=local", "num_workers=0"]))
+    assert resumed["step"] == 8
+    c = weights(tmp_path / "runs" / "local")
+    assert all(torch.equal(a[k], c[k]) for k in a)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "runs" / "local" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 9))
