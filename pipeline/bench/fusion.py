@@ -17,8 +17,8 @@ import sys
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from multiprocessing import get_context
 from dataclasses import dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 
 from pipeline.align.config import AlignConfig, SourceSpec
@@ -171,9 +171,9 @@ def train_variant(prep: dict, profile: Profile, variant: str, distill: dict, see
 
 def train_and_evaluate(prep: dict, profile: Profile, variant: str, distill: dict, seed: int, split: str,
                        progress: bool, options: dict) -> tuple[int, dict]:
-    """Train one run and evaluate it on ``prep[split]`` with ``evaluate`` ``options``: (steps, metrics). Runs in one of the benchmark's trainer
-    processes (:func:`trainer_pool`): the train job's local mode trains in the calling process and seeds its global
-    RNGs, so two runs side by side need two processes."""
+    """Train one run and evaluate it on ``prep[split]`` with ``evaluate`` ``options``: (steps, metrics). Runs in one
+    of the benchmark's trainer processes (:func:`trainer_pool`): the train job's local mode trains in the calling
+    process and seeds its global RNGs, so two runs side by side need two processes."""
     model, steps = train_variant(prep, profile, variant, distill, seed, progress)
     return steps, evaluate_once(model, prep[split], prep["evals"], **options)
 

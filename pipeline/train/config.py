@@ -61,7 +61,7 @@ class TrainConfig(JobConfig):
     gpu_memory: str | None = None  # e.g. 80GiB: the driver refuses, before any weight loads, a run whose memory plan
     #                                (`logitfuse plan train`, one rank per worker) needs more per GPU
     # Ray Train workers; 0 = Ray Train's local mode: the loop runs in this process, with no Ray instance and no
-    # worker actors (one process, DDP-free; for debugging, small runs and benchmarks that train many short runs)
+    # worker actors (for debugging, small runs, and benchmarks that train many short runs)
     num_workers: int = 1
     use_gpu: bool = False
     cpus_per_worker: float = 1.0
@@ -100,7 +100,8 @@ class TrainConfig(JobConfig):
             (self.checkpoint_every >= 1, "checkpoint_every must be >= 1"),
             (self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
             (self.nan_policy in ("error", "skip"), f"nan_policy must be error or skip, got {self.nan_policy!r}"),
-            (self.num_workers >= 0, "num_workers must be >= 0 (0: local mode, no Ray workers)"), (self.head_chunk >= 1, "head_chunk must be >= 1"),
+            (self.num_workers >= 0, "num_workers must be >= 0 (0: local mode, no Ray workers)"),
+            (self.head_chunk >= 1, "head_chunk must be >= 1"),
             (self.max_steps is None or self.max_steps >= 1, "max_steps must be >= 1"),
             (self.parallelism in ("auto", "fsdp", "ddp"), f"parallelism must be auto, fsdp or ddp, got {self.parallelism!r}"),
             (self.precision in ("fp32", "bf16"), f"precision must be fp32 or bf16, got {self.precision!r}"),

@@ -14,6 +14,7 @@ import time
 import numpy as np
 import torch
 
+from pipeline.errors import TrainError
 from pipeline.io.fs import Location, location
 from pipeline.train import checkpoint, driver
 from pipeline.train.data import FusionData
@@ -100,6 +101,9 @@ def _train(config: dict) -> None:
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     local = bool(config.get("local"))  # Ray Train's local mode: this process is the only worker, no Ray instance
+    if local and world != 1:  # Ray Train's local mode joins a torchrun launch's group, which the loop does not drive
+        raise TrainError(f"num_workers=0 (local mode) trains in one process, but this one is rank {rank} of {world} "
+                         f"(launched by torchrun?): run it once without torchrun, or use num_workers={world} on Ray")
     device = _local_device(cfg) if local else ray.train.torch.get_device()
     nodes = _gather(f"local:{socket.gethostname()}" if local else ray.get_runtime_context().get_node_id(), world)
     model, student, parallelism = build_model(cfg, resolve_model_path(cfg.pivot_model), rank, world, device)
@@ -201,8 +205,6 @@ def _resume_folder(config: dict, run: Location) -> Location | None:
 def _local_device(cfg) -> torch.device:
     """The device of a local-mode run: the first visible GPU when asked for, else the CPU."""
     if cfg.use_gpu and not torch.cuda.is_available():
-        from pipeline.errors import TrainError
-
         raise TrainError("use_gpu=true, but torch sees no CUDA device in this process")
     return torch.device("cuda", torch.cuda.current_device()) if cfg.use_gpu else torch.device("cpu")
 
