@@ -24,9 +24,9 @@ EPILOG = """what it does:
      OUT/accuracy.png, OUT/several-answers/inspect-*.png, OUT/several-answers/{shards,aligned}/,
      OUT/several-answers/train/<run>/ (metrics.jsonl, loss_curves.png, model/)
 
-About 4.5-6 minutes on a fresh, quiet 2-core machine (264 s measured on 2026-12-01; the three
-models build side by side, one process per core, 151 s of it); a rerun reuses every finished
-step and the built models. On shared, busy cores set OMP_NUM_THREADS=1.
+About 2-6 minutes on a fresh, quiet 2-core machine (124 s measured on 2026-12-01 on the faster
+of two such machines, 264 s on the slower; the three models build side by side, one process
+per core, about 70 s of the 124); a rerun reuses every finished step and the built models. On shared, busy cores set OMP_NUM_THREADS=1.
 The full benchmark (more data, seeds and variants): logitfuse bench fusion"""
 
 
