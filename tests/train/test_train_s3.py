@@ -13,9 +13,7 @@ from pipeline.train.job import run_train
 from pipeline.train.storage import COMPLETE, download_folder
 from tests.train.test_train_job import train_yaml
 
-# slow (~5 min on 2 cores): the default suite keeps train on S3 through tests/train/test_multinode.py; resume
-# equality under a real SIGKILL is tested on local paths (tests/train/test_train_job.py)
-pytestmark = [pytest.mark.ray, pytest.mark.slow]
+pytestmark = pytest.mark.ray
 
 
 def s3_weights(model, tmp_path) -> dict:
@@ -27,6 +25,9 @@ def s3_weights(model, tmp_path) -> dict:
     return AutoModelForCausalLM.from_pretrained(local).state_dict()
 
 
+# slow (~5 min on 2 cores): the default suite keeps train on S3 through tests/train/test_multinode.py; resume
+# equality under a real SIGKILL is tested on local paths (tests/train/test_train_job.py)
+@pytest.mark.slow
 def test_run_on_s3_resumes_from_its_checkpoint_there_to_the_same_weights(s3, fusion_shards, tmp_path):
     out = location(s3.bucket("train")) / "runs"
     cfg = train_yaml(tmp_path, fusion_shards, output=out.url, num_workers=2, cpus_per_worker=0.5, max_steps=6,
@@ -56,3 +57,16 @@ def test_run_on_s3_resumes_from_its_checkpoint_there_to_the_same_weights(s3, fus
     steps = [json.loads(line)["step"] for line in (stopped / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 7))
     assert json.loads((stopped / "ray/checkpoint-0000006/state.json").read_text())["nodes"]
+
+
+def test_local_mode_stores_and_prunes_its_checkpoints_on_s3(s3, fusion_shards, tmp_path):
+    # Local mode has no Ray Train storage: the loop uploads each checkpoint itself, state.json last, and prunes.
+    out = location(s3.bucket("train-local")) / "runs"
+    cfg = train_yaml(tmp_path, fusion_shards, output=out.url, num_workers=0, max_steps=6, checkpoint_every=2,
+                     keep_checkpoints=2)
+    result = run_train(TrainConfig.load(cfg, ["run_name=local"]))
+    run = out / "local"
+    assert result["step"] == 6 and (run / f"model/{COMPLETE}").exists()
+    kept = sorted(i.path.rsplit("/", 1)[-1] for i in (run / "ray").list())
+    assert kept == ["checkpoint-0000004", "checkpoint-0000006"]
+    assert all((run / "ray" / k / name).exists() for k in kept for name in ("state.json", "dcp/.metadata", "rng-0.pt"))
