@@ -26,7 +26,8 @@ EPILOG = """what it does:
 
 About 2-6 minutes on a fresh, quiet 2-core machine (124 s measured on 2026-12-01 on the faster
 of two such machines, 264 s on the slower; the three models build side by side, one process
-per core, about 70 s of the 124); a rerun reuses every finished step and the built models. On shared, busy cores set OMP_NUM_THREADS=1.
+per core, about 70 s of the 124); a rerun reuses every finished step and the built models.
+On shared, busy cores set OMP_NUM_THREADS=1.
 The full benchmark (more data, seeds and variants): logitfuse bench fusion"""
 
 

@@ -209,5 +209,5 @@ def test_local_mode_matches_one_ray_train_worker_and_resumes_exactly(fusion_shar
     assert resumed["step"] == 8
     c = weights(tmp_path / "runs" / "local")
     assert all(torch.equal(a[k], c[k]) for k in a)
-    steps = [json.loads(line)["step"] for line in (tmp_path / "runs" / "local" / "metrics.jsonl").read_text().splitlines()]
-    assert steps == list(range(1, 9))
+    metrics = (tmp_path / "runs" / "local" / "metrics.jsonl").read_text()
+    assert [json.loads(line)["step"] for line in metrics.splitlines()] == list(range(1, 9))
