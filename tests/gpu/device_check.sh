@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# GPU device check: one script, JSON lines on stdout, under 8 minutes on one GPU (each part has its own timeout).
+# GPU device check: one script, JSON lines on stdout, under 8 minutes on one GPU (each part has its own timeout,
+# and all of them one shared deadline: 450 s after the start, kill included).
 #
 #   tests/gpu/device_check.sh [--dry-run]      # --dry-run: every part on CPU at tiny sizes (the code paths only)
 #
 # Parts: (0) environment: versions, GPU, what is missing; (1) capture job vs bare forward + top-k on a random-init
 # Qwen2-1.5B shape in bf16, 2K-token samples: tokens/s, ratio, MFU (tests/gpu/capture_check.py); (2) GLD and the
 # shared top-k vs full-vocab CE in bf16 at T=4096, V=151,936 (tests/gpu/loss_check.py); (3) the training memory
-# plan's check, tests/gpu/train_check.py, when present.
+# plan's check, tests/gpu/train_check.py, when present. Last line: the verdict (tests/gpu/goals.py): each goal met
+# or missed, each owed figure absent, each part's error; on a GPU the script exits 1 unless every goal is met.
 #
 # Installing: nothing is pip-installed from a registry. The repo root goes on PYTHONPATH (Ray's local workers inherit
 # it), so the machine's own CUDA torch, transformers and accelerate are used: `pip install -e .` would let pip
@@ -15,6 +17,8 @@
 # are unpacked into /tmp/site with --no-deps --no-index.
 set -u
 cd "$(dirname "$0")/../.."
+DEADLINE=$((SECONDS + 450))
+LOG=$(mktemp /tmp/device_check.XXXXXX)
 PY=${PYTHON:-python3}
 DRY=""
 [ "${1:-}" = "--dry-run" ] && DRY="--dry-run"
@@ -28,6 +32,7 @@ else
   export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 fi
 
+{
 $PY - <<'PYEOF'
 import importlib, json
 out = {"check": "env"}
@@ -50,8 +55,13 @@ PYEOF
 part() {  # part NAME SECONDS COMMAND...: run with a timeout; a failure is one JSON line, not the end of the check
   local name=$1 limit=$2
   shift 2
-  local t0=$SECONDS
-  timeout --kill-after=10 "$limit" "$@"
+  local t0=$SECONDS left=$((DEADLINE - SECONDS - 5))
+  [ "$left" -lt "$limit" ] && limit=$left
+  if [ "$limit" -le 0 ]; then
+    echo "{\"check\": \"$name\", \"error\": \"not run: the check's 450 s deadline has passed\"}"
+    return
+  fi
+  timeout --kill-after=5 "$limit" "$@"
   local rc=$?
   if [ $rc -ne 0 ]; then
     echo "{\"check\": \"$name\", \"error\": \"exit $rc after $((SECONDS - t0)) s (124: over its ${limit} s limit)\"}"
@@ -59,10 +69,17 @@ part() {  # part NAME SECONDS COMMAND...: run with a timeout; a failure is one J
   echo "{\"check\": \"$name\", \"part_seconds\": $((SECONDS - t0))}"
 }
 
-part capture 300 $PY tests/gpu/capture_check.py $DRY
+part capture 270 $PY tests/gpu/capture_check.py $DRY
 part losses 60 $PY tests/gpu/loss_check.py $DRY
 if [ -f tests/gpu/train_check.py ]; then
   part train 120 $PY tests/gpu/train_check.py $DRY
 else
   echo '{"check": "train", "skipped": "tests/gpu/train_check.py is not there yet"}'
 fi
+} | tee "$LOG"
+
+$PY tests/gpu/goals.py "$LOG"
+rc=$?
+rm -f "$LOG"
+[ -n "$DRY" ] && exit 0  # a dry run checks the code paths; its CPU figures are not held to the GPU goals
+exit $rc

@@ -1,4 +1,5 @@
-"""The GPU device check: its dry run (CPU, tiny sizes) in the default suite, the whole script behind markers."""
+"""The GPU device check: its dry run (CPU, tiny sizes, the whole script too) in the default suite; the GPU run
+behind the ``gpu`` marker."""
 
 import json
 import math
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 
 import capture_check
+import goals
 import loss_check
 import pytest
 
@@ -41,11 +43,41 @@ def _run_script(*args: str, timeout: int) -> list[dict]:
     return [json.loads(x) for x in out.stdout.splitlines() if x.startswith("{")]
 
 
-@pytest.mark.slow
-def test_whole_script_dry_run():
+def test_verdict_holds_each_figure_to_its_goal_and_names_what_is_absent():
+    lines = [{"check": "capture", "figure": "job_over_bare", "value": 0.9, "goal": ">=0.85"},
+             {"check": "capture", "figure": "mfu_job", "value": 0.31, "goal": ">=0.40"},
+             {"check": "losses", "figure": "gld_rank_fwd_bwd_over_ce", "value": 0.05, "goal": "<=0.05"},
+             {"check": "losses", "figure": "ce_full_vocab_fwd_bwd_ms", "value": 12.0},  # no goal: not judged
+             {"check": "train", "error": "exit 124 after 120 s"}]
+    v = goals.verdict(lines)
+    assert [x["figure"] for x in v["met"]] == ["capture/job_over_bare", "losses/gld_rank_fwd_bwd_over_ce"]
+    assert v["missed"] == [{"figure": "capture/mfu_job", "value": 0.31, "goal": ">=0.40"}]
+    assert v["absent"] == ["capture/mfu_bare", "losses/gld_vocab_fwd_bwd_over_ce", "losses/topk_fwd_bwd_over_ce"]
+    assert v["errors"] == ["train: exit 124 after 120 s"] and v["ok"] is False
+    every = [{"check": c, "figure": f, "value": 1.0 if c == "capture" else 0.01,
+              "goal": ">=0.40" if c == "capture" else "<=0.05"} for c, f in goals.OWED]
+    assert goals.verdict(every)["ok"] is True
+
+
+def test_verdict_reads_a_log_with_chatter_and_refuses_a_goal_it_cannot_read(tmp_path, capsys):
+    log = tmp_path / "log"
+    log.write_text('Loading weights: 100%\n{"check": "capture", "figure": "job_over_bare", "value": 0.7, '
+                   '"goal": ">=0.85"}\n{not json\n')
+    assert goals.main([str(log)]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["missed"][0]["figure"] == "capture/job_over_bare" and len(out["absent"]) == len(goals.OWED) - 1
+    with pytest.raises(ValueError, match="'about 0.85'"):
+        goals.verdict([{"check": "c", "figure": "f", "value": 1, "goal": "about 0.85"}])
+
+
+@pytest.mark.ray
+def test_whole_script_dry_run():  # ~45 s here: the shell glue (deadline, tee, verdict) must not rot either
     lines = _run_script("--dry-run", timeout=600)
     assert not [x for x in lines if "error" in x], lines
-    assert {x["check"] for x in lines} >= {"env", "capture", "losses", "train"}
+    assert {x["check"] for x in lines} >= {"env", "capture", "losses", "train", "goals"}
+    verdict = lines[-1]
+    assert verdict["check"] == "goals" and not verdict["absent"] and not verdict["errors"]
+    assert len(verdict["met"]) + len(verdict["missed"]) == len(goals.OWED)  # CPU figures: judged, not held
 
 
 @pytest.mark.gpu
@@ -56,3 +88,5 @@ def test_whole_script_on_the_gpu():
         pytest.skip("no CUDA device")
     lines = _run_script(timeout=540)
     assert not [x for x in lines if "error" in x], lines
+    verdict = lines[-1]
+    assert verdict["check"] == "goals" and verdict["ok"], verdict  # ratio 0.85, MFU 40 %, GLD 5 %, top-k 50 %
