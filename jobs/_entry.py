@@ -4,20 +4,51 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
+import re
 import sys
+import textwrap
 from typing import Callable
 
 from pipeline.errors import LogitfuseError
 from pipeline.registry import JOBS
 
 
+FIELD_LINE = re.compile(r"^\s+(\w+)\s*:[^#]*#\s*(.+)$")
+
+
+def field_comments(config_cls) -> dict[str, str]:
+    """The comment at the end of each field's line in the config class's source (and its bases'): what the
+    field does, written once beside it and shown by --help."""
+    out: dict[str, str] = {}
+    for klass in reversed(config_cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):  # no source (a frozen build): --help lists names and defaults only
+            continue
+        for line in source.splitlines():
+            m = FIELD_LINE.match(line)
+            if m:
+                out[m.group(1)] = m.group(2).strip()
+    return out
+
+
 def fields_help(config_cls) -> str:
-    """Every config field with its default, for --help."""
+    """Every config field with its default and what it does, for --help."""
     lines = ["config fields (YAML keys; override any as key=value, dotted for nested sections):"]
+    notes = field_comments(config_cls)
     for f in dataclasses.fields(config_cls):
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else "(required)")
-        lines.append(f"  {f.name} = {default!r}")
+        head = f"  {f.name} = {default!r}"
+        if f.name not in notes:
+            lines.append(head)
+            continue
+        wrapped = textwrap.wrap(notes[f.name], width=110 - 36) or [""]
+        lines.append(f"{head:<35} {wrapped[0]}" if len(head) < 35 else f"{head}\n{'':35} {wrapped[0]}")
+        lines += [f"{'':35} {w}" for w in wrapped[1:]]
     return "\n".join(lines)
 
 

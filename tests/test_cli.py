@@ -40,3 +40,17 @@ def test_a_job_command_does_not_import_torch_transformers_or_ray_before_it_runs(
             "'pipeline.commands.validate', 'pipeline.commands.submit') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_help_says_what_each_setting_does(capsys):
+    from jobs._entry import field_comments
+
+    from pipeline.capture.config import CaptureConfig
+
+    with pytest.raises(SystemExit):
+        main(["capture", "--help"])
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("  prefetch_weights = True"))
+    assert "page cache" in line  # the comment beside the field in the config class
+    notes = field_comments(CaptureConfig)
+    assert notes["k"].startswith("*output* top-k width") and "model" in notes and "input" in notes

@@ -24,7 +24,7 @@ class AlignConfig(JobConfig):
 
     pivot: str = ""  # the pivot's capture folder (k=0 is enough: tokens and offsets)
     pivot_model: str = ""  # the pivot's tokenizer
-    sources: list[SourceSpec] = field(default_factory=list)
+    sources: list[SourceSpec] = field(default_factory=list)  # [{shards, model, name?}, …]: each source to align
     output: str = ""  # root; writes <output>/aligned/<source>/
     edit_candidates: int = 8  # pivot candidates per unmatched source token (longest byte prefixes first)
     max_distance: int | None = None  # leave source tokens unmapped when nothing is this close (byte edit distance)
@@ -32,10 +32,10 @@ class AlignConfig(JobConfig):
     cooc_samples: int = 2000  # samples used to gather co-occurrence counts
     require_same_span: bool = False  # align 1:1 spans only (default: tokens starting at the same character)
     dtw_fallback: bool = True  # align by DTW when a shard carries no character offsets
-    overwrite: bool = False
-    num_cpus_per_task: float = 1.0
-    ray_address: str | None = None
-    progress: bool = True
+    overwrite: bool = False  # replace a folder written with another configuration
+    num_cpus_per_task: float = 1.0  # CPUs one shard-alignment task reserves (fractional on small machines)
+    ray_address: str | None = None  # join a cluster; default: RAY_ADDRESS or a local Ray
+    progress: bool = True  # progress bars on stderr
 
     OUTPUT_KEYS = ("edit_candidates", "max_distance", "cooc", "cooc_samples", "require_same_span", "dtw_fallback")
 

@@ -36,10 +36,11 @@ class CaptureConfig(JobConfig):
     gpu_memory_fraction: float = 0.85  # share of each GPU the weights may take when gpus_per_actor > 1
     cpus_per_actor: float = 1.0  # fractional on small machines so read/tokenize tasks still run
     torch_threads: int = 0  # 0 = every core of the node
+    prefetch_weights: bool = True  # read the weight files into the page cache from the job's start (driver's node)
     limit: int | None = None  # first N samples of the plan only (smoke runs)
     overwrite: bool = False  # replace a folder written with another configuration
     ray_address: str | None = None  # join a cluster; default: RAY_ADDRESS or a local Ray
-    progress: bool = True
+    progress: bool = True  # progress bars on stderr
 
     OUTPUT_KEYS = ("k", "codec", "quant_step", "shard_size", "max_length", "overlength", "chat_template",
                    "append_eos", "dtype", "limit")

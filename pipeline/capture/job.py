@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 
 from pipeline.capture.config import CaptureConfig
 from pipeline.capture.inputs import Sample, load_samples, plan_fingerprint
+from pipeline.capture.prefetch import Prefetch, weight_files
 from pipeline.config import local_path
 from pipeline.errors import ConfigError, ModelLoadError
 from pipeline.io.atomic import write_text
@@ -85,15 +86,20 @@ def run_capture(cfg: CaptureConfig) -> Manifest:
             check_bucket(location(spec))
     t0 = time.time()
     mark("job.start")
-    # Read (and check) the input before locking the output: a job with a missing or bad input fails without ever
-    # holding the folder, so it cannot turn away a good job submitted next to it.
-    samples = load_samples(cfg.input, cfg.limit)
-    mark("job.samples_loaded")
-    with folder_lock(output_folder(cfg), "capture", cfg.fingerprint(list(CaptureConfig.OUTPUT_KEYS))):
-        return _capture(cfg, samples, t0)
+    # the weights start into the page cache now: the actor's load, ~10 s of start-up away, then reads memory
+    warm = Prefetch(weight_files(cfg.model, cfg.revision) if cfg.k > 0 and cfg.prefetch_weights else [])
+    try:
+        # Read (and check) the input before locking the output: a job with a missing or bad input fails without
+        # ever holding the folder, so it cannot turn away a good job submitted next to it.
+        samples = load_samples(cfg.input, cfg.limit)
+        mark("job.samples_loaded")
+        with folder_lock(output_folder(cfg), "capture", cfg.fingerprint(list(CaptureConfig.OUTPUT_KEYS))):
+            return _capture(cfg, samples, t0, warm)
+    finally:
+        warm.stop()
 
 
-def _capture(cfg: CaptureConfig, samples: list[Sample], t0: float) -> Manifest:
+def _capture(cfg: CaptureConfig, samples: list[Sample], t0: float, warm: Prefetch) -> Manifest:
     # torch and transformers load here, not when the module is imported: `--help` and a bad config stay instant
     from pipeline.capture.model import resolve_device, resolve_dtype
     from pipeline.modeling.load import (check_vocab, load_tokenizer, model_fingerprint, template_fingerprint,
@@ -135,7 +141,7 @@ def _capture(cfg: CaptureConfig, samples: list[Sample], t0: float) -> Manifest:
     counts, fwd = _counts(out, plan.num_shards)
     stats = {"padding_fraction": fwd["pad_tokens"] / max(fwd["pad_tokens"] + fwd["real_tokens"], 1),
              "forward_seconds": round(fwd["forward_seconds"], 3), "seconds": round(time.time() - t0, 3),
-             "shards_computed": len(missing)}
+             "shards_computed": len(missing)} | warm.stop()
     manifest = Manifest(kind="logits", shard_schema=logit_shard.NAME, shard_schema_version=logit_shard.VERSION,
                         name=name, config_fingerprint=fingerprint, shard_size=cfg.shard_size,
                         num_samples=len(samples), plan_fingerprint=fps["plan"], shards=[],

@@ -30,19 +30,19 @@ class TrainConfig(JobConfig):
     output: str = ""  # runs go to <output>/<run_name>/: a local (or shared) folder, s3://bucket/prefix or gs://…
     run_name: str = "fusion"  # rerunning the same name resumes from its latest checkpoint
     loss: LossConfig = field(default_factory=LossConfig)
-    epochs: int = 1
+    epochs: int = 1  # passes over the pivot shards
     max_steps: int | None = None  # stop early (counted over all epochs)
     batch_size: int = 8  # samples per worker per step
     shuffle_shards: int = 8  # rows are shuffled across this many shards at a time (memory: that many per set)
-    lr: float = 5e-4
-    weight_decay: float = 0.0
-    warmup_steps: int = 10
+    lr: float = 5e-4  # AdamW peak learning rate
+    weight_decay: float = 0.0  # AdamW weight decay
+    warmup_steps: int = 10  # linear warm-up to lr
     schedule: str = "cosine"  # cosine | constant (after warm-up)
     grad_clip: float = 1.0  # 0 disables
-    seed: int = 0
+    seed: int = 0  # data order (shards and rows) and the random generators (python, numpy, torch)
     head_chunk: int = 1024  # positions per LM-head chunk (the loss never holds [B, T, V] at once)
     checkpoint_every: int = 50  # steps
-    keep_checkpoints: int = 2
+    keep_checkpoints: int = 2  # complete checkpoints kept (older ones pruned)
     resume_from: str | None = None  # a checkpoint folder to start from (default: the run's latest)
     force: bool = False  # resume even when the shards or the config changed
     nan_policy: str = "error"  # error | skip: NaN/+inf in stored log-probs
@@ -62,13 +62,13 @@ class TrainConfig(JobConfig):
     #                                (`logitfuse plan train`, one rank per worker) needs more per GPU
     # Ray Train workers; 0 = Ray Train's local mode: the loop runs in this process, with no Ray instance and no
     # worker actors (for debugging, small runs, and benchmarks that train many short runs)
-    num_workers: int = 1
-    use_gpu: bool = False
-    cpus_per_worker: float = 1.0
+    num_workers: int = 1  # Ray Train workers, one rank each; 0 = local mode: the loop runs in this process
+    use_gpu: bool = False  # one GPU per worker, nccl
+    cpus_per_worker: float = 1.0  # CPUs a worker reserves (fractional on small machines)
     placement_strategy: str = "PACK"  # Ray Train workers: PACK | SPREAD (over nodes) | STRICT_PACK | STRICT_SPREAD
     torch_threads: int = 0  # 0 = cores of the node / workers
-    ray_address: str | None = None
-    progress: bool = True
+    ray_address: str | None = None  # join a cluster; default: RAY_ADDRESS or a local Ray
+    progress: bool = True  # progress bars on stderr
 
     # fields that change the result: a resumed run must match them
     # (num_workers and parallelism are not: a checkpoint resumes at another world size, FSDP or DDP)

@@ -24,7 +24,10 @@ def _cfg(tiny_jsonl, out, model, *extra):
 @pytest.fixture(scope="module")
 def captured(ray_session, tiny_jsonl, tmp_path_factory):
     out = tmp_path_factory.mktemp("cap")
-    manifests = {m: run_capture(_cfg(tiny_jsonl, out, f"tiny:{m}")) for m in ("tiny-gpt2-bpe", "tiny-llama-sp")}
+    # one model named by its folder (as a user names a checkpoint: its weights are prefetched), one by tiny: spec
+    folder = resolve_model_path("tiny:tiny-gpt2-bpe")
+    manifests = {"tiny-gpt2-bpe": run_capture(_cfg(tiny_jsonl, out, folder, "name=tiny-gpt2-bpe")),
+                 "tiny-llama-sp": run_capture(_cfg(tiny_jsonl, out, "tiny:tiny-llama-sp"))}
     return out, manifests
 
 
@@ -45,6 +48,16 @@ def test_shards_hold_the_models_topk(captured, model):
         ref = torch.log_softmax(logits, -1)[row["response_start"] - 1:-1].topk(8, -1)
         assert np.array_equal(ids[:, 0], ref.indices[:, 0].numpy())
         np.testing.assert_allclose(lps, ref.values.numpy(), atol=codec.max_abs_error + 1e-5)
+
+
+def test_weights_of_a_folder_are_prefetched_from_the_jobs_start(captured):
+    from pathlib import Path
+
+    _, manifests = captured
+    weights = sum(f.stat().st_size for f in Path(resolve_model_path("tiny:tiny-gpt2-bpe")).glob("*.safetensors"))
+    stats = manifests["tiny-gpt2-bpe"].stats
+    assert stats["prefetch_bytes"] == weights > 0 and stats["prefetch_seconds"] >= 0
+    assert "prefetch_bytes" not in manifests["tiny-llama-sp"].stats  # tiny: specs are built on demand, not read
 
 
 def test_rerun_skips_complete_shards_and_refuses_other_config(captured, tiny_jsonl):
@@ -96,3 +109,58 @@ def test_skip_policy_keeps_the_plan(ray_session, tiny_jsonl, tmp_path):
     rows = list(ShardSet(tmp_path / "tiny-gpt2-bpe").iter_rows(columns=["sample_index", "status", "n_positions"]))
     assert len(rows) == 60 and m.counts["skipped"] == sum(r["status"] == "skipped" for r in rows) > 0
     assert all(r["n_positions"] == 0 for r in rows if r["status"] == "skipped")
+
+
+OOMY = '''
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, GPT2Model
+
+
+class OomyConfig(GPT2Config):
+    model_type = "oomy_gpt2"
+
+
+class OomyBody(GPT2Model):
+    def forward(self, input_ids=None, **kwargs):
+        if input_ids is not None and input_ids.shape[1] > self.config.oom_above:  # as a GPU would, past its memory
+            raise torch.OutOfMemoryError(f"CUDA out of memory (simulated at width {input_ids.shape[1]})")
+        return super().forward(input_ids=input_ids, **kwargs)
+
+
+class OomyLM(GPT2LMHeadModel):
+    config_class = OomyConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.transformer.__class__ = OomyBody
+'''
+
+
+def test_out_of_memory_in_the_actor_reaches_the_driver_naming_the_sample(ray_session, tiny_jsonl, tmp_path):
+    """A real remote-code checkpoint whose forward runs out of memory on the longest sample: the actor retries at
+    half the budget, fails again, and the driver gets the CaptureError naming it; its shard never becomes visible."""
+    import json
+
+    from pipeline.capture.inputs import load_samples
+    from pipeline.capture.render import tokenize_sample, uses_template
+    from pipeline.errors import CaptureError
+    from pipeline.modeling.load import load_tokenizer
+
+    path = tmp_path / "oomy"
+    shutil.copytree(resolve_model_path("tiny:tiny-gpt2-bpe"), path)
+    tok = load_tokenizer(str(path))
+    samples = load_samples(str(tiny_jsonl))
+    widths = [len(tokenize_sample(tok, s, max_length=2048, overlength="truncate",
+                                  use_template=uses_template(tok, "auto")).input_ids) for s in samples]
+    longest = max(range(len(samples)), key=widths.__getitem__)
+    cfg = json.loads((path / "config.json").read_text())
+    cfg |= {"model_type": "oomy_gpt2", "architectures": ["OomyLM"], "oom_above": max(widths) - 1,
+            "auto_map": {"AutoConfig": "oomy_gpt2.OomyConfig", "AutoModelForCausalLM": "oomy_gpt2.OomyLM"}}
+    (path / "config.json").write_text(json.dumps(cfg))
+    (path / "oomy_gpt2.py").write_text(OOMY)
+    with pytest.raises(CaptureError, match=rf"out of accelerator memory on samples \[.*'{samples[longest].id}'.*"
+                                           r"token_budget=16384 and again at 8192.*simulated"):
+        run_capture(_cfg(tiny_jsonl, tmp_path / "out", str(path), "trust_remote_code=true"))
+    folder = tmp_path / "out" / "oomy"
+    assert not (folder / "manifest.json").exists()
+    assert not (folder / f"part-{longest // 16:05d}.parquet").exists()  # shard_size=16

@@ -1,8 +1,9 @@
 """Model fingerprint: config and weight identity without reading whole weight files; which method was used."""
 
-import hashlib
 import os
 import shutil
+
+from _hub_cache import hub_cache, offline_hub_cache  # noqa: F401 (a fixture)
 
 from pipeline.modeling.fingerprint import SAMPLE, WHOLE_FILE_LIMIT, model_fingerprint
 from pipeline.tiny.models import ensure_tiny
@@ -63,26 +64,9 @@ def test_hub_id_offline_and_uncached_is_weak_and_says_so():
     assert how == "hub-id" and fp != model_fingerprint("no-such-org/no-such-model", "v2")[0]
 
 
-def _hub_cache(root, repo: str, commit: str, config: bytes) -> None:
-    """A Hugging Face cache entry as a download leaves it: refs/main names the commit, the snapshot links blobs."""
-    entry = root / ("models--" + repo.replace("/", "--"))
-    (entry / "refs").mkdir(parents=True)
-    (entry / "refs" / "main").write_text(commit)
-    blobs, snap = entry / "blobs", entry / "snapshots" / commit
-    blobs.mkdir(exist_ok=True)
-    snap.mkdir(parents=True)
-    sha = hashlib.sha256(config).hexdigest()
-    (blobs / sha).write_bytes(config)
-    os.symlink(blobs / sha, snap / "config.json")
-
-
-def test_hub_id_in_the_local_cache_is_its_commit_offline(tmp_path, monkeypatch):
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+def test_hub_id_in_the_local_cache_is_its_commit_offline(tmp_path, offline_hub_cache):
     first, second = "1" * 40, "2" * 40
-    _hub_cache(tmp_path, "org/model", first, b'{"model_type": "qwen2"}')
+    hub_cache(tmp_path, "org/model", first, b'{"model_type": "qwen2"}')
     fp, how = model_fingerprint("org/model")
     assert how == f"hub-commit {first}"
     assert model_fingerprint("org/model", first) == (fp, how)  # the commit itself as the revision

@@ -55,3 +55,12 @@ def test_remote_code_runs_only_when_asked(tmp_path):
         load_model(str(path), "cpu", torch.float32)
     model = load_model(str(path), "cpu", torch.float32, LoadOptions(trust_remote_code=True))
     assert type(model).__name__ == "CustomLM"
+
+
+def test_dtype_auto_is_bf16_on_cuda_and_fp32_on_cpu_and_a_bad_one_is_named():
+    from pipeline.capture.model import resolve_dtype
+
+    assert resolve_dtype("auto", "cuda") == torch.bfloat16 and resolve_dtype("auto", "cpu") == torch.float32
+    assert resolve_dtype("float16", "cuda") == torch.float16 and resolve_dtype("bfloat16", "cpu") == torch.bfloat16
+    with pytest.raises(ConfigError, match="dtype must be auto, float32, bfloat16 or float16, got 'fp8'"):
+        resolve_dtype("fp8", "cuda")

@@ -1,0 +1,106 @@
+"""Warm the page cache with the model's weight files while the driver reads the input and Ray Data starts.
+
+A 14B checkpoint is 28 GB of safetensors; read cold from a network file system at ~1 GB/s it is the longest part
+of a capture's start-up, and it used to begin only once the actor called ``from_pretrained``: after the driver had
+read and fingerprinted every sample, started Ray, planned the shards and Ray Data had started a worker and imported
+torch. A driver thread now reads the weight files from the job's first second, so the actor's load finds them in
+the page cache (the kernel's, shared by every process of the node: the actors of this node all benefit). The
+bytes read and the seconds it took go into the manifest's stats (``prefetch_bytes``, ``prefetch_seconds``).
+
+What it warms: the driver's own node only (where a local run or ``logitfuse submit``'s driver runs its actors; on
+a multi-node cluster the other nodes load cold, as before). What it reads: the weight files of a local folder or of
+a Hub id's snapshot already in the local cache; nothing is downloaded. It skips, and says why in a log line,
+weights larger than half the memory the kernel reports available (they would evict themselves before the
+actor reads them) and models it cannot find locally. Reading stops when the job no longer needs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+BLOCK = 16 << 20
+log = logging.getLogger("logitfuse.capture")
+
+
+def weight_files(spec: str, revision: str | None = None) -> list[Path]:
+    """The weight files of a local checkpoint folder or of a Hub id's locally cached snapshot ([] when neither)."""
+    from pipeline.modeling.fingerprint import WEIGHT_SUFFIXES
+
+    folder = Path(spec)
+    if not folder.is_dir():
+        if spec.startswith("tiny:") or "://" in spec:
+            return []  # tiny models are built on demand; object-store models are not read from here
+        try:
+            from huggingface_hub import snapshot_download
+
+            folder = Path(snapshot_download(spec, revision=revision, local_files_only=True))
+        except Exception:  # not in the local cache (or not a Hub id): the actor's load reports what is wrong
+            return []
+    return sorted(f for f in folder.iterdir() if f.is_file() and f.suffix in WEIGHT_SUFFIXES)
+
+
+def available_bytes() -> int:
+    """MemAvailable of /proc/meminfo (Linux); 0 where it cannot be read, which makes every prefetch skip."""
+    try:
+        with open("/proc/meminfo") as f:
+            return next(int(line.split()[1]) << 10 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return 0
+
+
+class Prefetch:
+    """``p = Prefetch(files)`` reads ``files`` in a daemon thread; ``p.stop()`` ends it and returns its figures."""
+
+    def __init__(self, files: list[Path], memory: int | None = None):
+        self.files = files
+        self.total = sum(f.stat().st_size for f in files)
+        self.done = 0
+        self.seconds = 0.0
+        self.skipped = ""
+        self._stop = threading.Event()
+        self._thread = None
+        limit = (available_bytes() if memory is None else memory) // 2
+        if self.total > limit:
+            self.skipped = f"weights ({self.total >> 20} MiB) over half the available memory ({limit >> 19} MiB)"
+            log.info("capture: weight prefetch skipped: %s", self.skipped)
+        elif files:  # none: nothing local to read (k = 0, a tiny: model, an uncached Hub id)
+            self._thread = threading.Thread(target=self._run, name="weight-prefetch", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        t0 = time.perf_counter()
+        try:  # Linux: a thread's own nice value; the worker imports and the driver's work come first on few cores
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except (AttributeError, OSError):
+            pass
+        buf = bytearray(BLOCK)
+        view = memoryview(buf)
+        try:
+            for f in self.files:
+                fd = os.open(f, os.O_RDONLY)
+                try:
+                    while not self._stop.is_set():
+                        n = os.readv(fd, [view])
+                        if n == 0:
+                            break
+                        self.done += n
+                finally:
+                    os.close(fd)
+                if self._stop.is_set():
+                    break
+        except OSError as e:  # a file removed or unreadable: the actor's own load will say so properly
+            self.skipped = f"stopped: {e}"
+        self.seconds = time.perf_counter() - t0
+
+    def stop(self) -> dict[str, float]:
+        """Stop reading (if still at it) and return ``prefetch_bytes`` / ``prefetch_seconds`` (nothing if skipped)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._thread is None:
+            return {}
+        return {"prefetch_bytes": float(self.done), "prefetch_seconds": round(self.seconds, 3)}
