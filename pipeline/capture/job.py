@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 
 from pipeline.capture.config import CaptureConfig
 from pipeline.capture.inputs import Sample, load_samples, plan_fingerprint
-from pipeline.capture.prefetch import Prefetch, weight_files
+from pipeline.capture.prefetch import Prefetch, node_may_host_actors, weight_files
 from pipeline.config import local_path
 from pipeline.errors import ConfigError, ModelLoadError
 from pipeline.io.atomic import write_text
@@ -87,7 +87,9 @@ def run_capture(cfg: CaptureConfig) -> Manifest:
     t0 = time.time()
     mark("job.start")
     # the weights start into the page cache now: the actor's load, ~10 s of start-up away, then reads memory
-    warm = Prefetch(weight_files(cfg.model, cfg.revision) if cfg.k > 0 and cfg.prefetch_weights else [])
+    wanted = cfg.k > 0 and cfg.prefetch_weights and node_may_host_actors(cfg.ray_address, cfg.device,
+                                                                           cfg.gpus_per_actor)
+    warm = Prefetch(weight_files(cfg.model, cfg.revision) if wanted else [])
     try:
         # Read (and check) the input before locking the output: a job with a missing or bad input fails without
         # ever holding the folder, so it cannot turn away a good job submitted next to it.

@@ -8,7 +8,8 @@ the page cache (the kernel's, shared by every process of the node: the actors of
 bytes read and the seconds it took go into the manifest's stats (``prefetch_bytes``, ``prefetch_seconds``).
 
 What it warms: the driver's own node only (where a local run or ``logitfuse submit``'s driver runs its actors; on
-a multi-node cluster the other nodes load cold, as before). What it reads: the weight files of a local folder or of
+a multi-node cluster the other nodes load cold, as before). On a cluster it runs only when this node could host an
+actor: a CPU capture, or at least ``gpus_per_actor`` NVIDIA GPUs here (a head node without GPUs reads nothing). What it reads: the weight files of a local folder or of
 a Hub id's snapshot already in the local cache; nothing is downloaded. It skips, and says why in a log line,
 weights larger than half the memory the kernel reports available (they would evict themselves before the
 actor reads them) and models it cannot find locally. Reading stops when the job no longer needs it.
@@ -41,6 +42,18 @@ def weight_files(spec: str, revision: str | None = None) -> list[Path]:
         except Exception:  # not in the local cache (or not a Hub id): the actor's load reports what is wrong
             return []
     return sorted(f for f in folder.iterdir() if f.is_file() and f.suffix in WEIGHT_SUFFIXES)
+
+
+NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")  # one entry per GPU the driver sees (no CUDA import needed)
+
+
+def node_may_host_actors(ray_address: str | None, device: str, gpus_per_actor: int) -> bool:
+    """Whether this machine can run the capture's actors: always with a local Ray; on a cluster (an address, or
+    ``RAY_ADDRESS`` as ``logitfuse submit`` sets it) only for a CPU capture or with enough GPUs here."""
+    if not (ray_address or os.environ.get("RAY_ADDRESS")) or device == "cpu":
+        return True
+    gpus = len(list(NVIDIA_GPUS.iterdir())) if NVIDIA_GPUS.is_dir() else 0
+    return gpus >= gpus_per_actor
 
 
 def available_bytes() -> int:

@@ -51,3 +51,20 @@ def test_weights_over_half_the_available_memory_are_not_read(tmp_path, caplog):
     assert p._thread is None and p.stop() == {}
     assert "over half the available memory" in caplog.text
     assert Prefetch([]).stop() == {}  # nothing local to read: silent, no figures
+
+
+def test_on_a_cluster_only_a_node_that_can_host_the_actors_reads(tmp_path, monkeypatch):
+    from pipeline.capture import prefetch
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert prefetch.node_may_host_actors(None, "cuda", 8)  # a local Ray: the actors run here
+    gpus = tmp_path / "gpus"
+    gpus.mkdir()
+    monkeypatch.setattr(prefetch, "NVIDIA_GPUS", gpus)
+    monkeypatch.setenv("RAY_ADDRESS", "http://head:8265")  # as `logitfuse submit` runs the driver
+    assert not prefetch.node_may_host_actors(None, "auto", 1)  # a head node without GPUs
+    assert prefetch.node_may_host_actors(None, "cpu", 1)
+    for i in range(2):
+        (gpus / f"0000:0{i}:00.0").mkdir()
+    assert prefetch.node_may_host_actors("ray://head:10001", "cuda", 2)
+    assert not prefetch.node_may_host_actors("ray://head:10001", "cuda", 4)
