@@ -63,8 +63,10 @@ part() {  # part NAME SECONDS COMMAND...: run with a timeout; a failure is one J
   fi
   timeout --kill-after=5 "$limit" "$@"
   local rc=$?
-  if [ $rc -ne 0 ]; then
-    echo "{\"check\": \"$name\", \"error\": \"exit $rc after $((SECONDS - t0)) s (124: over its ${limit} s limit)\"}"
+  if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+    echo "{\"check\": \"$name\", \"error\": \"killed after $((SECONDS - t0)) s: over its ${limit} s limit (exit $rc)\"}"
+  elif [ $rc -ne 0 ]; then
+    echo "{\"check\": \"$name\", \"error\": \"exit $rc after $((SECONDS - t0)) s (its stderr says why)\"}"
   fi
   echo "{\"check\": \"$name\", \"part_seconds\": $((SECONDS - t0))}"
 }
