@@ -1,5 +1,7 @@
 """The command line: every subcommand explains itself with --help (in-process, no Ray)."""
 
+import dataclasses
+
 import pytest
 
 from pipeline.cli import COMMANDS, main
@@ -54,3 +56,33 @@ def test_help_says_what_each_setting_does(capsys):
     assert "page cache" in line  # the comment beside the field in the config class
     notes = field_comments(CaptureConfig)
     assert notes["k"].startswith("*output* top-k width") and "model" in notes and "input" in notes
+
+
+@dataclasses.dataclass
+class _Inner:
+    depth: int = 2  # how deep
+
+
+@dataclasses.dataclass
+class _Tricky:
+    """A docstring line that looks like a field:  # not a note"""
+
+    color: str = "#fff"  # the colour
+    url: str = "http://x/#frag"
+    limit: str | None = None  # first line of a long note
+    #                           that goes on here
+    # a section comment, not a continuation
+    inner: _Inner = dataclasses.field(default_factory=_Inner)
+
+    def method(self):
+        depth: int = 4  # a local, not the field's note
+        return depth
+
+
+def test_field_notes_come_from_the_class_body_only():
+    from jobs._entry import field_comments, fields_help
+
+    assert field_comments(_Tricky) == {"color": "the colour", "limit": "first line of a long note that goes on here"}
+    text = fields_help(_Tricky)
+    assert "  url = 'http://x/#frag'\n" in text and "frag\"" not in text.replace("'http://x/#frag'", "")
+    assert "  inner.depth = 2" in text and "how deep" in text and "a local" not in text

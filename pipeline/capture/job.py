@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 
 import pyarrow as pa
@@ -22,6 +23,8 @@ from pipeline.ray_utils import unwrap_errors
 from pipeline.trace import mark
 from schemas import logit_shard
 from schemas.manifest import Manifest, ShardPlan
+
+log = logging.getLogger("logitfuse.capture")
 
 
 def model_name(cfg: CaptureConfig) -> str:
@@ -87,9 +90,7 @@ def run_capture(cfg: CaptureConfig) -> Manifest:
     t0 = time.time()
     mark("job.start")
     # the weights start into the page cache now: the actor's load, ~10 s of start-up away, then reads memory
-    wanted = cfg.k > 0 and cfg.prefetch_weights and node_may_host_actors(cfg.ray_address, cfg.device,
-                                                                           cfg.gpus_per_actor)
-    warm = Prefetch(weight_files(cfg.model, cfg.revision) if wanted else [])
+    warm = start_prefetch(cfg)
     try:
         # Read (and check) the input before locking the output: a job with a missing or bad input fails without
         # ever holding the folder, so it cannot turn away a good job submitted next to it.
@@ -99,6 +100,18 @@ def run_capture(cfg: CaptureConfig) -> Manifest:
             return _capture(cfg, samples, t0, warm)
     finally:
         warm.stop()
+
+
+def start_prefetch(cfg: CaptureConfig) -> Prefetch:
+    """The weight prefetch (``pipeline/capture/prefetch.py``) when asked for and useful here; an optimisation,
+    so a file it cannot stat or list is logged and the job goes on without it."""
+    try:
+        wanted = cfg.k > 0 and cfg.prefetch_weights and node_may_host_actors(cfg.ray_address, cfg.device,
+                                                                               cfg.gpus_per_actor)
+        return Prefetch(weight_files(cfg.model, cfg.revision) if wanted else [])
+    except OSError as e:
+        log.info("capture: weight prefetch not started: %s", e)
+        return Prefetch([])
 
 
 def _capture(cfg: CaptureConfig, samples: list[Sample], t0: float, warm: Prefetch) -> Manifest:

@@ -40,16 +40,16 @@ class LossConfig:
       with the lowest cross-entropy on the gold tokens (FuseLLM).
     """
 
-    lambda_sft: float = 1.0
-    lambda_uld: float = 0.5
-    lambda_gld: float = 0.5
-    lambda_kl: float = 0.0
-    gld_space: str = "rank"
-    k: int = 10
-    temperature: float = 1.0
-    zscore: bool = True
-    gld_normalize: str = "topk"
-    source_selection: str = "none"
+    lambda_sft: float = 1.0  # weight of the cross-entropy on the gold tokens
+    lambda_uld: float = 0.5  # weight of ULD: per-position L1 between sorted top-k distributions (InfiFusion)
+    lambda_gld: float = 0.5  # weight of GLD: graph-on-logits distance over the sequence (arXiv 2505.13893)
+    lambda_kl: float = 0.0  # weight of the FuseLLM-style KL(T‖S) over the teacher's mapped top-k ids
+    gld_space: str = "rank"  # rank (tokenizer-agnostic) | vocab (needs the aligned pivot ids)
+    k: int = 10  # the student's top-k; teachers use the k stored at capture
+    temperature: float = 1.0  # softmax temperature τ of ULD, GLD and KL (GLD with gld_normalize=full ignores it)
+    zscore: bool = True  # standardise top-k logits before the softmax (InfiFusion)
+    gld_normalize: str = "topk"  # topk: softmax over the top-k values | full: exp of the stored log-probs
+    source_selection: str = "none"  # none: every source with its weight | mince: per sample the lowest-CE source
 
     def validate(self) -> None:
         """Raise ConfigError naming the first field that is out of range."""

@@ -55,7 +55,7 @@ class TrainConfig(JobConfig):
     max_length: int | None = None  # longest sample in tokens (longer ones are refused, naming the sample)
     pivot_dtype: str = "float32"  # dtype the pivot's weights are loaded in (master weights stay fp32 for training)
     attn_implementation: str = "sdpa"  # sdpa | eager | flash_attention_2 (when installed)
-    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # AdamW (beta1, beta2)
     report_to: list[str] = field(default_factory=list)  # [] or [tensorboard]: event files beside metrics.jsonl
     max_shard_size: str = "5GB"  # safetensors shard size of the final model
     gpu_memory: str | None = None  # e.g. 80GiB: the driver refuses, before any weight loads, a run whose memory plan

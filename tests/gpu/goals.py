@@ -29,17 +29,22 @@ def parse_goal(goal: str) -> tuple[str, float]:
 
 def verdict(lines: list[dict], owed=OWED) -> dict:
     """``{"check": "goals", "met": [...], "missed": [...], "absent": [...], "errors": [...], "ok": bool}``."""
-    met, missed, seen = [], [], set()
+    met, missed, seen, errors = [], [], set(), []
     for line in lines:
+        if "error" in line:
+            errors.append(f"{line.get('check', '?')}: {line['error']}")
         if "goal" not in line or "figure" not in line:
             continue
         op, target = parse_goal(line["goal"])
         name = f"{line.get('check', '?')}/{line['figure']}"
+        value = line.get("value")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):  # a check that printed no number
+            errors.append(f"{name}: value {value!r} is not a number")
+            continue
         seen.add((line.get("check"), line["figure"]))
-        row = {"figure": name, "value": line["value"], "goal": line["goal"]}
-        (met if OPS[op](line["value"], target) else missed).append(row)
+        row = {"figure": name, "value": value, "goal": line["goal"]}
+        (met if OPS[op](value, target) else missed).append(row)
     absent = [f"{c}/{f}" for c, f in owed if (c, f) not in seen]
-    errors = [f"{x.get('check', '?')}: {x['error']}" for x in lines if "error" in x]
     return {"check": "goals", "ok": not (missed or absent or errors), "met": met, "missed": missed,
             "absent": absent, "errors": errors}
 

@@ -70,6 +70,35 @@ def test_verdict_reads_a_log_with_chatter_and_refuses_a_goal_it_cannot_read(tmp_
         goals.verdict([{"check": "c", "figure": "f", "value": 1, "goal": "about 0.85"}])
 
 
+def test_a_figure_without_a_number_is_an_error_not_a_crash():
+    v = goals.verdict([{"check": "capture", "figure": "mfu_job", "value": None, "goal": ">=0.40"},
+                       {"check": "capture", "figure": "job_over_bare", "goal": ">=0.85"}])
+    assert v["errors"] == ["capture/mfu_job: value None is not a number",
+                           "capture/job_over_bare: value None is not a number"]
+    assert "capture/mfu_job" in v["absent"] and not v["ok"]
+
+
+def test_the_shared_deadline_kills_a_slow_part_and_skips_the_rest(tmp_path):
+    fake = tmp_path / "python"  # the env probe answers, the verdict runs for real, every part hangs
+    fake.write_text(f"""#!/usr/bin/env bash
+case "$*" in
+  *goals.py*) exec {sys.executable} "$@" ;;
+  -) cat >/dev/null; echo '{{"check": "env", "fake": true}}' ;;
+  *) sleep 60 ;;
+esac
+""")
+    fake.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "PYTHONPATH")}
+    out = subprocess.run(["bash", str(ROOT / "tests/gpu/device_check.sh")], capture_output=True, text=True,
+                         env=env | {"PYTHON": str(fake), "CHECK_DEADLINE_S": "12"}, timeout=120)
+    lines = [json.loads(x) for x in out.stdout.splitlines() if x.startswith("{")]
+    errors = {x["check"]: x["error"] for x in lines if "error" in x}
+    assert errors["capture"].startswith("killed after") and "over its" in errors["capture"]
+    assert errors["losses"] == errors["train"] == "not run: the check's 12 s deadline has passed"
+    assert lines[-1]["check"] == "goals" and len(lines[-1]["absent"]) == len(goals.OWED)
+    assert out.returncode == 1  # not a dry run: the goals are held
+
+
 @pytest.mark.ray
 def test_whole_script_dry_run():  # ~45 s here: the shell glue (deadline, tee, verdict) must not rot either
     lines = _run_script("--dry-run", timeout=600)
