@@ -7,7 +7,10 @@ takes seconds (a GPT-2 shape of ~1.2 GB fp32 by default) and a few samples (star
 one warm-up job that is not counted. Prints
 JSON lines: per job the seconds from the job's start to the actor's model loaded and the job's wall time, then the
 medians and their difference. What a slow network file system gains is larger: it scales with the read time.
-Usage: python tests/benchmarks/bench_prefetch.py [--hidden 1024] [--layers 24] [--reps 3]
+``--read-mbps N`` (root, cgroup v1 blkio) first moves this process into a cgroup whose reads from the weights'
+disk are throttled to N MB/s; Ray and its workers, started after, inherit it: a slow disk or network file system
+on a machine whose own disk is fast.
+Usage: python tests/benchmarks/bench_prefetch.py [--hidden 1024] [--layers 24] [--reps 3] [--read-mbps 200]
 """
 
 from __future__ import annotations
@@ -34,6 +37,20 @@ def evict(files: list[Path]) -> None:
             os.close(fd)
 
 
+def throttle_reads(mbps: float, path: Path, root: Path = Path("/sys/fs/cgroup/blkio")) -> str:
+    """Move this process into a blkio cgroup reading ``path``'s device at ``mbps`` MB/s; returns the device."""
+    st = os.stat(path)
+    dev = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+    group = root / "logitfuse-bench-prefetch"
+    try:
+        group.mkdir(exist_ok=True)
+        (group / "blkio.throttle.read_bps_device").write_text(f"{dev} {int(mbps * 1e6)}")
+        (group / "cgroup.procs").write_text(str(os.getpid()))
+    except OSError as e:
+        raise SystemExit(f"--read-mbps needs root and cgroup v1 blkio at {root}: {e}") from None
+    return dev
+
+
 def cold_read_s(files: list[Path]) -> float:
     """Seconds to read the files right after evicting them: the disk's share of a cold load."""
     evict(files)
@@ -51,6 +68,7 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=24)
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--read-mbps", type=float, default=None, help="throttle reads of the weights' disk (root)")
     args = ap.parse_args()
 
     import ray
@@ -63,13 +81,14 @@ def main() -> None:
     model = build_model(args.hidden, args.layers)
     files = weight_files(str(model))
     size = sum(f.stat().st_size for f in files)
+    throttled = throttle_reads(args.read_mbps, files[0]) if args.read_mbps else None
     work = Path(tempfile.mkdtemp(prefix="bench_prefetch-"))
     data, marks = work / "data.jsonl", work / "trace.jsonl"
     write_data(data, args.samples)
     os.environ[trace.ENV] = str(marks)  # before ray.init: the workers inherit it
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)  # a cluster outlives jobs
     common = {"bench": "prefetch", "weights_mib": size >> 20, "samples": args.samples,
-              "cold_read_s": round(cold_read_s(files), 2)}
+              "read_mbps_limit": args.read_mbps, "device": throttled, "cold_read_s": round(cold_read_s(files), 2)}
     run_capture(CaptureConfig.load(None, [f"input={data}", f"output={work / 'warm-up'}", f"model={model}", "k=10",
                                           "progress=false"]))  # Ray Data's first start in this driver is slower
     rows: dict[bool, list[dict]] = {False: [], True: []}
