@@ -25,11 +25,15 @@ def _class_comments(klass) -> dict[str, str]:
     except (OSError, TypeError):  # no source (a frozen build): --help lists names and defaults only
         return {}
     comments: dict[int, tuple[str, bool]] = {}  # line -> (text after '#', alone on its line)
-    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-        if tok.type == tokenize.COMMENT:
-            comments[tok.start[0]] = (tok.string[1:], tok.line.strip().startswith("#"))
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type == tokenize.COMMENT:
+                comments[tok.start[0]] = (tok.string[1:], tok.line.strip().startswith("#"))
+        body = ast.parse(source).body[0].body
+    except (SyntaxError, tokenize.TokenError, IndexError, AttributeError):  # source that is not a plain class
+        return {}
     out = {}
-    for node in ast.parse(source).body[0].body:
+    for node in body:
         if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
             continue
         text, alone = comments.get(node.end_lineno, ("", True))

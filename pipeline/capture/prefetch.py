@@ -74,7 +74,7 @@ def node_may_host_actors(ray_address: str | None, device: str, gpus_per_actor: i
     ``RAY_ADDRESS`` as ``logitfuse submit`` sets it) only for a CPU capture or with enough GPUs here. Read before
     Ray starts, so it sees the GPUs the machine has, not those its Ray node offers: a GPU head node started with
     ``--num-gpus=0`` still reads (``prefetch_weights=false`` turns that off)."""
-    if not (ray_address or os.environ.get("RAY_ADDRESS")) or device == "cpu":
+    if (ray_address or os.environ.get("RAY_ADDRESS") or "local") == "local" or device == "cpu":
         return True
     gpus = len(list(NVIDIA_GPUS.iterdir())) if NVIDIA_GPUS.is_dir() else 0
     return gpus >= gpus_per_actor

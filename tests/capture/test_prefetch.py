@@ -72,6 +72,7 @@ def test_on_a_cluster_only_a_node_that_can_host_the_actors_reads(tmp_path, monke
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     assert prefetch.node_may_host_actors(None, "cuda", 8)  # a local Ray: the actors run here
+    assert prefetch.node_may_host_actors("local", "cuda", 8)
     gpus = tmp_path / "gpus"
     gpus.mkdir()
     monkeypatch.setattr(prefetch, "NVIDIA_GPUS", gpus)
