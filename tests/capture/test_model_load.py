@@ -64,3 +64,51 @@ def test_dtype_auto_is_bf16_on_cuda_and_fp32_on_cpu_and_a_bad_one_is_named():
     assert resolve_dtype("float16", "cuda") == torch.float16 and resolve_dtype("bfloat16", "cpu") == torch.bfloat16
     with pytest.raises(ConfigError, match="dtype must be auto, float32, bfloat16 or float16, got 'fp8'"):
         resolve_dtype("fp8", "cuda")
+
+
+REVISIONS = '''
+import json, sys
+import torch
+from pipeline.capture.model import LoadOptions, load_model
+from pipeline.capture.prefetch import weight_files
+from pipeline.modeling.load import load_tokenizer, model_fingerprint
+
+out = {}
+for rev in [None] + sys.argv[1:]:
+    model = load_model("org/tiny", "cpu", torch.float32, LoadOptions(revision=rev))
+    out[str(rev)] = {"type": model.config.model_type, "fingerprint": model_fingerprint("org/tiny", rev),
+                     "weights": [str(p) for p in weight_files("org/tiny", rev)],
+                     "vocab": len(load_tokenizer("org/tiny", rev))}
+print(json.dumps(out))
+'''
+
+
+def test_revision_picks_the_checkpoint_from_the_hub_cache_offline(tmp_path):
+    """A Hub id with two revisions in the local cache (main → a GPT-2, tag v2 → a Llama): `revision` reaches the
+    model, the tokenizer, the fingerprint and the weights the prefetch reads, with no network."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    entry = tmp_path / "models--org--tiny"
+    commits = {"main": ("a" * 40, "tiny-gpt2-bpe"), "v2": ("b" * 40, "tiny-llama-pivot")}
+    (entry / "refs").mkdir(parents=True)
+    for ref, (commit, name) in commits.items():
+        (entry / "refs" / ref).write_text(commit)
+        shutil.copytree(ensure_tiny(name), entry / "snapshots" / commit)
+    root = Path(__file__).resolve().parents[2]
+    env = os.environ | {"HF_HUB_CACHE": str(tmp_path), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(root)}
+    res = subprocess.run([sys.executable, "-c", REVISIONS, "v2", "b" * 40], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    main, v2, commit = out["None"], out["v2"], out["b" * 40]
+    assert main["type"] == "gpt2" and v2["type"] == commit["type"] == "llama"
+    assert main["fingerprint"][1] == f"hub-commit {'a' * 40}" and v2["fingerprint"][1] == f"hub-commit {'b' * 40}"
+    assert v2 == commit and main["fingerprint"][0] != v2["fingerprint"][0]
+    assert [Path(p).parent.name for p in main["weights"] + v2["weights"]] == ["a" * 40, "b" * 40]
+    from pipeline.modeling.load import load_tokenizer
+
+    sizes = {ref: len(load_tokenizer(str(ensure_tiny(name)))) for ref, (_, name) in commits.items()}
+    assert sizes["main"] != sizes["v2"] and (main["vocab"], v2["vocab"]) == (sizes["main"], sizes["v2"])
