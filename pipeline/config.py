@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from pathlib import Path
@@ -17,6 +18,20 @@ from typing import Any, TypeVar
 import yaml
 
 from pipeline.errors import ConfigError
+
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
+
+
+def parse_bytes(text: str | int, setting: str = "gpu_memory") -> int:
+    """``80GiB``, ``141GB``, ``8e10`` → bytes; ConfigError naming ``setting`` otherwise."""
+    if isinstance(text, int):
+        return text
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([a-zA-Z]*)\s*", str(text))
+    if not m or m.group(2).lower() not in _UNITS or float(m.group(1)) <= 0:
+        raise ConfigError(f"{setting} must be a size such as 80GiB or 141GB, got {text!r}")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
 
 T = TypeVar("T", bound="JobConfig")
 _TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off"}

@@ -33,7 +33,9 @@ class CaptureConfig(JobConfig):
     head_chunk: int = 2048  # positions per LM-head chunk
     num_actors: int = 1  # actor pool size; the job uses num_actors × gpus_per_actor GPUs on CUDA
     gpus_per_actor: int = 1  # GPUs of one node that one model spans (accelerate device_map, pipeline-style)
-    gpu_memory_fraction: float = 0.85  # share of each GPU the weights may take when gpus_per_actor > 1
+    gpu_memory_fraction: float = 0.85  # share of each GPU the weights may take (the rest: activations, head)
+    gpu_memory: str | None = None  # e.g. 80GiB, the size of one GPU: the driver refuses a teacher whose weights do
+    #                                not fit on gpus_per_actor of them (default: nvidia-smi on its node, else no check)
     cpus_per_actor: float = 1.0  # fractional on small machines so read/tokenize tasks still run
     torch_threads: int = 0  # 0 = every core of the node
     prefetch_weights: bool = True  # read the weight files into the page cache from the job's start (driver's node)
@@ -75,6 +77,8 @@ class CaptureConfig(JobConfig):
             (self.num_actors >= 1, "num_actors must be >= 1"),
             (self.gpus_per_actor >= 1, "gpus_per_actor must be >= 1"),
             (0 < self.gpu_memory_fraction <= 1, "gpu_memory_fraction must be in (0, 1]"),
+            (self.gpu_memory is None or _is_size(self.gpu_memory),
+             f"gpu_memory must be a size such as 80GiB or 141GB, got {self.gpu_memory!r}"),
             (self.attn_implementation in ("auto", "sdpa", "flash_attention_2", "eager"),
              f"attn_implementation must be auto, sdpa, flash_attention_2 or eager, got {self.attn_implementation!r}"),
             (self.cpus_per_actor > 0, "cpus_per_actor must be > 0"),
@@ -83,3 +87,13 @@ class CaptureConfig(JobConfig):
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(f"capture: {msg}")
+
+
+def _is_size(text) -> bool:
+    from pipeline.config import parse_bytes
+
+    try:
+        parse_bytes(text, "gpu_memory")
+    except ConfigError:
+        return False
+    return True

@@ -116,6 +116,7 @@ def start_prefetch(cfg: CaptureConfig) -> Prefetch:
 
 def _capture(cfg: CaptureConfig, samples: list[Sample], t0: float, warm: Prefetch) -> Manifest:
     # torch and transformers load here, not when the module is imported: `--help` and a bad config stay instant
+    from pipeline.capture.fit import check_fit
     from pipeline.capture.model import resolve_device, resolve_dtype
     from pipeline.modeling.load import (check_vocab, load_tokenizer, model_fingerprint, template_fingerprint,
                                         tokenizer_fingerprint)
@@ -127,6 +128,7 @@ def _capture(cfg: CaptureConfig, samples: list[Sample], t0: float, warm: Prefetc
     if cfg.k > vocab:
         raise ConfigError(f"capture: k={cfg.k} is larger than the vocabulary of {cfg.model!r} ({vocab})")
     device = resolve_device(cfg.device)
+    check_fit(cfg, device, resolve_dtype(cfg.dtype, device))  # before any actor loads a byte
     dtype = str(resolve_dtype(cfg.dtype, device)).removeprefix("torch.")
     codec = _codec(cfg, vocab)
     model_fp, model_fp_method = model_fingerprint(cfg.model, cfg.revision)

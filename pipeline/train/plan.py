@@ -9,32 +9,18 @@ counted from the shards FSDP really makes. Activations and the chunked head foll
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from pipeline.config import parse_bytes
 from pipeline.errors import ConfigError, TrainError
 from pipeline.train.activations import LayerShape, head_bytes, model_activation_bytes
 from pipeline.train.config import TrainConfig
 
 SHAPES_DIR = Path(__file__).resolve().parents[2] / "jobs" / "configs" / "models"  # shipped shape-only configs
 GIB = 1 << 30
-_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
-
-
-def parse_bytes(text: str | int, setting: str = "gpu_memory") -> int:
-    """``80GiB``, ``141GB``, ``8e10`` → bytes; ConfigError naming ``setting`` otherwise."""
-    if isinstance(text, int):
-        return text
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([a-zA-Z]*)\s*", str(text))
-    if not m or m.group(2).lower() not in _UNITS or float(m.group(1)) <= 0:
-        raise ConfigError(f"{setting} must be a size such as 80GiB or 141GB, got {text!r}")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
-
-
 def shipped_shapes() -> list[str]:
     """Names of the shape-only model configs shipped in jobs/configs/models/."""
     return sorted(p.parent.name for p in SHAPES_DIR.glob("*/config.json"))
