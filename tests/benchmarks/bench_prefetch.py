@@ -4,10 +4,9 @@ The weight files are evicted from the page cache (``posix_fadvise(DONTNEED)``, n
 the actor's ``from_pretrained`` reads them from disk unless the driver's prefetch thread (``pipeline/capture/
 prefetch.py``) got there first. Jobs alternate off / on, ``--reps`` each, on a model large enough that its read
 takes seconds (a GPT-2 shape of ~1.2 GB fp32 by default) and a few samples (start-up is what is measured), after
-one warm-up job that is not counted. Prints
-JSON lines: per job the seconds from the job's start to the actor's model loaded and the job's wall time, then the
-medians and their difference. What a slow network file system gains is larger: it scales with the read time.
-``--read-mbps N`` (root, cgroup v1 blkio) first moves this process into a cgroup whose reads from the weights'
+one warm-up job that is not counted. Prints JSON lines: per job the seconds from the job's start to the actor's
+model loaded and the job's wall time, then the medians and their difference. The gain grows with the read time
+(a slower disk, a network file system, a bigger checkpoint) up to the start-up it hides behind. ``--read-mbps N`` (root, cgroup v1 blkio) first moves this process into a cgroup whose reads from the weights'
 disk are throttled to N MB/s; Ray and its workers, started after, inherit it: a slow disk or network file system
 on a machine whose own disk is fast.
 Usage: python tests/benchmarks/bench_prefetch.py [--hidden 1024] [--layers 24] [--reps 3] [--read-mbps 200]
