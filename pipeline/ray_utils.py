@@ -6,6 +6,11 @@ from __future__ import annotations
 import os
 
 
+def cluster_address(address: str | None = None) -> str | None:
+    """The Ray to join: ``address``, else ``RAY_ADDRESS`` (as ``ray job submit`` sets it); None: a new local one."""
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Initialise Ray once per process: the cluster at ``address`` (or ``RAY_ADDRESS``; ``auto`` joins the one
     running on this machine), else a new local instance of ``num_cpus`` CPUs, even when another Ray runs on the
@@ -14,7 +19,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 
     if ray.is_initialized():
         return
-    address = address or os.environ.get("RAY_ADDRESS")
+    address = cluster_address(address)
     if address:
         ray.init(address=address, log_to_driver=True)
     else:

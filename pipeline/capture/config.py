@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.config import JobConfig
+from pipeline.config import JobConfig, parse_bytes
 from pipeline.errors import ConfigError
 
 
@@ -77,8 +77,6 @@ class CaptureConfig(JobConfig):
             (self.num_actors >= 1, "num_actors must be >= 1"),
             (self.gpus_per_actor >= 1, "gpus_per_actor must be >= 1"),
             (0 < self.gpu_memory_fraction <= 1, "gpu_memory_fraction must be in (0, 1]"),
-            (self.gpu_memory is None or _is_size(self.gpu_memory),
-             f"gpu_memory must be a size such as 80GiB or 141GB, got {self.gpu_memory!r}"),
             (self.attn_implementation in ("auto", "sdpa", "flash_attention_2", "eager"),
              f"attn_implementation must be auto, sdpa, flash_attention_2 or eager, got {self.attn_implementation!r}"),
             (self.cpus_per_actor > 0, "cpus_per_actor must be > 0"),
@@ -87,13 +85,5 @@ class CaptureConfig(JobConfig):
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(f"capture: {msg}")
-
-
-def _is_size(text) -> bool:
-    from pipeline.config import parse_bytes
-
-    try:
-        parse_bytes(text, "gpu_memory")
-    except ConfigError:
-        return False
-    return True
+        if self.gpu_memory is not None:
+            parse_bytes(self.gpu_memory, "capture: gpu_memory")  # a size such as 80GiB, else ConfigError

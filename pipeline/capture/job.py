@@ -128,8 +128,9 @@ def _capture(cfg: CaptureConfig, samples: list[Sample], t0: float, warm: Prefetc
     if cfg.k > vocab:
         raise ConfigError(f"capture: k={cfg.k} is larger than the vocabulary of {cfg.model!r} ({vocab})")
     device = resolve_device(cfg.device)
-    check_fit(cfg, device, resolve_dtype(cfg.dtype, device))  # before any actor loads a byte
-    dtype = str(resolve_dtype(cfg.dtype, device)).removeprefix("torch.")
+    torch_dtype = resolve_dtype(cfg.dtype, device)
+    check_fit(cfg, device, torch_dtype)  # before any actor loads a byte
+    dtype = str(torch_dtype).removeprefix("torch.")
     codec = _codec(cfg, vocab)
     model_fp, model_fp_method = model_fingerprint(cfg.model, cfg.revision)
     fps = {"model": model_fp, "tokenizer": tokenizer_fingerprint(tok),

@@ -24,6 +24,8 @@ import threading
 import time
 from pathlib import Path
 
+from pipeline.ray_utils import cluster_address
+
 BLOCK = 16 << 20
 log = logging.getLogger("logitfuse.capture")
 
@@ -74,7 +76,7 @@ def node_may_host_actors(ray_address: str | None, device: str, gpus_per_actor: i
     ``RAY_ADDRESS`` as ``logitfuse submit`` sets it) only for a CPU capture or with enough GPUs here. Read before
     Ray starts, so it sees the GPUs the machine has, not those its Ray node offers: a GPU head node started with
     ``--num-gpus=0`` still reads (``prefetch_weights=false`` turns that off)."""
-    if (ray_address or os.environ.get("RAY_ADDRESS") or "local") == "local" or device == "cpu":
+    if cluster_address(ray_address) in (None, "local") or device == "cpu":
         return True
     gpus = len(list(NVIDIA_GPUS.iterdir())) if NVIDIA_GPUS.is_dir() else 0
     return gpus >= gpus_per_actor
@@ -170,9 +172,8 @@ class Prefetch:
     def stop(self) -> dict[str, float]:
         """Stop reading (if still at it) and return ``prefetch_bytes`` / ``prefetch_seconds`` (nothing if skipped)."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
         if self._thread is None:
             return {}
+        self._thread.join()
         return {"prefetch_bytes": float(self.done), "prefetch_total_bytes": float(self.total),
                 "prefetch_seconds": round(self.seconds, 3)}
